@@ -1,0 +1,137 @@
+using System.Security.Cryptography;
+using KvJournal.Journal;
+using KvJournal.Member.Propose;
+using KvJournal.Member.Reads;
+using KvJournal.Member.Tail;
+using KvJournal.Protos.Journal;
+using KvJournal.Storage.Apply;
+using KvJournal.Storage.Mvcc;
+
+namespace KvJournal.Member.Shards;
+
+/// <summary>Limits a shard enforces on proposals.</summary>
+public sealed record ShardOptions(ulong MemberId, int MaxRequestBytes);
+
+/// <summary>
+/// One etcd keyspace served by this member: its journal, store and applier. Writes are proposed
+/// to the journal and answered once applied; reads are served from the store, linearizable ones
+/// after the member caught up with what the journal had made durable when the read arrived.
+/// </summary>
+public sealed class Shard : IAsyncDisposable
+{
+    private readonly IJournal _journal;
+    private readonly ShardOptions _options;
+    private readonly KvApplier _applier;
+    private readonly PendingProposals _pending = new();
+    private readonly AppliedPosition _applied = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly ShardTailer _tailer;
+    private Task _tailing = Task.CompletedTask;
+
+    private Shard(IJournal journal, ShardOptions options)
+    {
+        _journal = journal;
+        _options = options;
+        Store = new MvccStore();
+        Txns = new TxnExecutor(new NoLeases());
+        _applier = new KvApplier(Store, Txns);
+        _tailer = new ShardTailer(journal, Store, _applier, _pending, _applied, options.MemberId);
+    }
+
+    public MvccStore Store { get; }
+
+    /// <summary>Txn semantics over this shard's store (and, once leases land, its lessor).</summary>
+    public TxnExecutor Txns { get; }
+
+    public ulong MemberId => _options.MemberId;
+
+    public ulong ClusterId => _applier.ClusterId;
+
+    /// <summary>Position of the last applied journal entry (-1 before the first).</summary>
+    public long AppliedPosition => _applied.Value;
+
+    /// <summary>The apply failure that stopped this shard, if one did.</summary>
+    public Exception? Failure => _tailer.Failure;
+
+    /// <summary>
+    /// Opens a shard on a journal: replays every retained entry, and bootstraps an empty journal
+    /// with a fresh cluster id. Returns once the store reflects everything durable at open.
+    /// </summary>
+    public static async Task<Shard> OpenAsync(IJournal journal, ShardOptions options, CancellationToken cancellationToken)
+    {
+        var shard = new Shard(journal, options);
+        shard._tailing = Task.Run(() => shard._tailer.RunAsync(shard._stopping.Token), CancellationToken.None);
+        await shard.WaitLinearizableAsync(cancellationToken).ConfigureAwait(false);
+        if (shard.ClusterId == 0)
+        {
+            var bootstrap = new JournalEntry { Bootstrap = new Bootstrap { ClusterId = RandomNonZero() } };
+            var result = await shard.ProposeAsync(bootstrap, cancellationToken).ConfigureAwait(false);
+            if (result.Error != EtcdError.None) throw new JournalUnavailableException($"cannot bootstrap the journal: {result.Error}");
+        }
+        return shard;
+    }
+
+    /// <summary>
+    /// Appends <paramref name="entry"/> to the journal and completes with the result of applying
+    /// it. The entry's member and request ids are filled here.
+    /// </summary>
+    public async Task<ApplyResult> ProposeAsync(JournalEntry entry, CancellationToken cancellationToken)
+    {
+        var (id, applied) = _pending.Register();
+        entry.MemberId = _options.MemberId;
+        entry.RequestId = id;
+        byte[] bytes = JournalEntryCodec.Encode(entry);
+        if (bytes.Length > _options.MaxRequestBytes)
+        {
+            _pending.Abandon(id);
+            return ApplyResult.Fail(EtcdError.RequestTooLarge);
+        }
+        try
+        {
+            await _journal.AppendAsync(bytes, cancellationToken).ConfigureAwait(false);
+        }
+        catch (JournalUnavailableException)
+        {
+            _pending.Abandon(id);
+            return ApplyResult.Fail(EtcdError.JournalUnavailable);
+        }
+        catch (OperationCanceledException)
+        {
+            _pending.Abandon(id);
+            throw;
+        }
+        return await applied.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Waits until this member applied everything the journal had made durable on entry.</summary>
+    public Task WaitLinearizableAsync(CancellationToken cancellationToken) =>
+        _applied.WaitForAsync(_journal.LastDurablePosition, cancellationToken);
+
+    /// <summary>Runs <paramref name="read"/> on a consistent read-only view of the store.</summary>
+    public T Read<T>(Func<MvccStore.MvccTxn, T> read)
+    {
+        Store.Lock.EnterReadLock();
+        try
+        {
+            return read(Store.Begin(writable: false));
+        }
+        finally
+        {
+            Store.Lock.ExitReadLock();
+        }
+    }
+
+    private static ulong RandomNonZero()
+    {
+        ulong id;
+        do id = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8)); while (id == 0);
+        return id;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        try { await _tailing.ConfigureAwait(false); } catch (OperationCanceledException) { }
+        _stopping.Dispose();
+    }
+}

@@ -1,0 +1,64 @@
+using KvJournal.Journal;
+using KvJournal.Member.Propose;
+using KvJournal.Member.Reads;
+using KvJournal.Storage.Apply;
+using KvJournal.Storage.Mvcc;
+
+namespace KvJournal.Member.Tail;
+
+/// <summary>
+/// The chaser: reads durable entries from the journal in order, applies each to the store under
+/// its write lock, then wakes the proposer of the entry (if it is this member) and the reads
+/// waiting for that position. Apply is fail-stop: an exception stops the shard; entries are
+/// never skipped, since a member that skipped one would diverge from every other.
+/// </summary>
+internal sealed class ShardTailer(
+    IJournal journal,
+    MvccStore store,
+    KvApplier applier,
+    PendingProposals pending,
+    AppliedPosition applied,
+    ulong memberId)
+{
+    public Exception? Failure { get; private set; }
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await foreach (var raw in journal.ReadAsync(applied.Value + 1, cancellationToken).ConfigureAwait(false))
+            {
+                var entry = JournalEntryCodec.Decode(raw.Data.Span);
+                ApplyResult result;
+                store.Lock.EnterWriteLock();
+                try
+                {
+                    result = applier.Apply(entry);
+                }
+                finally
+                {
+                    store.Lock.ExitWriteLock();
+                }
+                applied.Advance(raw.Position);
+                if (entry.MemberId == memberId) pending.Complete(entry.RequestId, result);
+            }
+            Stop(new OperationCanceledException("shard stopped"));
+        }
+        catch (OperationCanceledException ex) when (cancellationToken.IsCancellationRequested)
+        {
+            Stop(ex);
+        }
+        catch (Exception ex)
+        {
+            Failure = ex;
+            Stop(ex);
+            throw;
+        }
+    }
+
+    private void Stop(Exception reason)
+    {
+        applied.Stop(reason);
+        pending.FailAll(EtcdError.Stopped);
+    }
+}

@@ -1,0 +1,83 @@
+using Etcdserverpb;
+using Grpc.Core;
+using KvJournal.Member.Shards;
+using KvJournal.Protos.Journal;
+using KvJournal.Server.Api.Errors;
+using KvJournal.Server.Api.Validation;
+using KvJournal.Server.Hosting;
+using KvJournal.Storage.Apply;
+
+namespace KvJournal.Server.Api.Kv;
+
+/// <summary>
+/// etcd's KV service. Each RPC validates, reads or proposes through the shard, maps errors
+/// through <see cref="EtcdErrors"/> and fills the header; nothing else lives here.
+/// </summary>
+public sealed class KvService(Shard shard, ServerOptions options) : KV.KVBase
+{
+    public override async Task<RangeResponse> Range(RangeRequest request, ServerCallContext context)
+    {
+        Check(RequestValidator.Range(request));
+        if (!request.Serializable) await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
+        var (error, response) = shard.Read(txn => (RangeExecutor.Execute(txn, request, out var r), r));
+        Check(error);
+        ResponseHeaders.Fill(response!.Header, shard);
+        return response;
+    }
+
+    public override async Task<PutResponse> Put(PutRequest request, ServerCallContext context)
+    {
+        Check(RequestValidator.Put(request));
+        var response = await Propose<PutResponse>(new JournalEntry { Put = request }, context).ConfigureAwait(false);
+        ResponseHeaders.Fill(response.Header, shard);
+        return response;
+    }
+
+    public override async Task<DeleteRangeResponse> DeleteRange(DeleteRangeRequest request, ServerCallContext context)
+    {
+        Check(RequestValidator.DeleteRange(request));
+        var response = await Propose<DeleteRangeResponse>(new JournalEntry { DeleteRange = request }, context).ConfigureAwait(false);
+        ResponseHeaders.Fill(response.Header, shard);
+        return response;
+    }
+
+    public override async Task<TxnResponse> Txn(TxnRequest request, ServerCallContext context)
+    {
+        Check(RequestValidator.Txn(request, options.MaxTxnOps));
+        TxnResponse response;
+        if (!TxnExecutor.IsReadOnly(request))
+        {
+            response = await Propose<TxnResponse>(new JournalEntry { Txn = request }, context).ConfigureAwait(false);
+        }
+        else
+        {
+            // A read-only txn needs no journal entry (etcd serves it locally too).
+            if (!TxnExecutor.IsSerializable(request)) await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
+            var (error, read) = shard.Read(txn => (shard.Txns.Txn(txn, request, out var r), r));
+            Check(error);
+            response = read!;
+        }
+        ResponseHeaders.Fill(response.Header, shard);
+        return response;
+    }
+
+    public override async Task<CompactionResponse> Compact(CompactionRequest request, ServerCallContext context)
+    {
+        // Compaction is applied synchronously, so physical=true needs no extra wait.
+        var response = await Propose<CompactionResponse>(new JournalEntry { Compaction = request }, context).ConfigureAwait(false);
+        ResponseHeaders.Fill(response.Header, shard);
+        return response;
+    }
+
+    private async Task<TResponse> Propose<TResponse>(JournalEntry entry, ServerCallContext context)
+    {
+        var result = await shard.ProposeAsync(entry, context.CancellationToken).ConfigureAwait(false);
+        Check(result.Error);
+        return (TResponse)result.Response!;
+    }
+
+    private static void Check(EtcdError error)
+    {
+        if (error != EtcdError.None) EtcdErrors.Throw(error);
+    }
+}

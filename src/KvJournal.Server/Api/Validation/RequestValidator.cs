@@ -1,0 +1,126 @@
+using Etcdserverpb;
+using Google.Protobuf;
+using KvJournal.Storage.Apply;
+
+namespace KvJournal.Server.Api.Validation;
+
+/// <summary>
+/// Checks a request before anything is proposed, as etcd's v3rpc layer does (checkRangeRequest,
+/// checkPutRequest, checkDeleteRequest, checkTxnRequest and checkIntervals in v3rpc/key.go).
+/// </summary>
+public static class RequestValidator
+{
+    public static EtcdError Range(RangeRequest r)
+    {
+        if (r.Key.IsEmpty) return EtcdError.EmptyKey;
+        if (!Enum.IsDefined(r.SortOrder)) return EtcdError.InvalidSortOption;
+        return EtcdError.None;
+    }
+
+    public static EtcdError Put(PutRequest p)
+    {
+        if (p.Key.IsEmpty) return EtcdError.EmptyKey;
+        if (p.IgnoreValue && !p.Value.IsEmpty) return EtcdError.ValueProvided;
+        if (p.IgnoreLease && p.Lease != 0) return EtcdError.LeaseProvided;
+        return EtcdError.None;
+    }
+
+    public static EtcdError DeleteRange(DeleteRangeRequest d) => d.Key.IsEmpty ? EtcdError.EmptyKey : EtcdError.None;
+
+    /// <summary>Shape checks, then etcd's rule that one branch never writes a key twice.</summary>
+    public static EtcdError Txn(TxnRequest t, int maxTxnOps)
+    {
+        var error = TxnShape(t, maxTxnOps);
+        if (error != EtcdError.None) return error;
+        if (!Intervals(t.Success, out _, out _) || !Intervals(t.Failure, out _, out _)) return EtcdError.DuplicateKey;
+        return EtcdError.None;
+    }
+
+    private static EtcdError TxnShape(TxnRequest t, int maxTxnOps)
+    {
+        int ops = Math.Max(t.Compare.Count, Math.Max(t.Success.Count, t.Failure.Count));
+        if (ops > maxTxnOps) return EtcdError.TooManyOps;
+        foreach (var c in t.Compare)
+        {
+            if (c.Key.IsEmpty) return EtcdError.EmptyKey;
+        }
+        foreach (var op in t.Success)
+        {
+            var e = Op(op, maxTxnOps);
+            if (e != EtcdError.None) return e;
+        }
+        foreach (var op in t.Failure)
+        {
+            var e = Op(op, maxTxnOps);
+            if (e != EtcdError.None) return e;
+        }
+        return EtcdError.None;
+    }
+
+    private static EtcdError Op(RequestOp op, int maxTxnOps) => op.RequestCase switch
+    {
+        RequestOp.RequestOneofCase.RequestRange => Range(op.RequestRange),
+        RequestOp.RequestOneofCase.RequestPut => Put(op.RequestPut),
+        RequestOp.RequestOneofCase.RequestDeleteRange => DeleteRange(op.RequestDeleteRange),
+        RequestOp.RequestOneofCase.RequestTxn => TxnShape(op.RequestTxn, maxTxnOps),
+        _ => EtcdError.EmptyOp,
+    };
+
+    // etcd's checkIntervals: the keys a branch puts (nested txns included) must be distinct and
+    // outside every range it deletes. A nested txn's then/else branches exclude each other, so a
+    // key put in both is fine. Delete intervals compare as etcd's: an empty end is a single key,
+    // any other end (even "\0") is a literal exclusive bound.
+    private static bool Intervals(IList<RequestOp> ops, out HashSet<ByteString> puts, out List<(ByteString Key, ByteString End)> dels)
+    {
+        puts = [];
+        dels = [];
+        foreach (var op in ops)
+        {
+            if (op.RequestCase == RequestOp.RequestOneofCase.RequestDeleteRange)
+                dels.Add((op.RequestDeleteRange.Key, op.RequestDeleteRange.RangeEnd));
+        }
+        foreach (var op in ops)
+        {
+            if (op.RequestCase != RequestOp.RequestOneofCase.RequestTxn) continue;
+            if (!Intervals(op.RequestTxn.Success, out var putsThen, out var delsThen)) return false;
+            if (!Intervals(op.RequestTxn.Failure, out var putsElse, out var delsElse)) return false;
+            foreach (var k in putsThen)
+            {
+                if (puts.Contains(k) || Intersects(dels, k)) return false;
+                puts.Add(k);
+            }
+            foreach (var k in putsElse)
+            {
+                if (puts.Contains(k) && !putsThen.Contains(k)) return false;
+                if (Intersects(dels, k)) return false;
+                puts.Add(k);
+            }
+            dels.AddRange(delsThen);
+            dels.AddRange(delsElse);
+        }
+        foreach (var op in ops)
+        {
+            if (op.RequestCase != RequestOp.RequestOneofCase.RequestPut) continue;
+            var k = op.RequestPut.Key;
+            if (puts.Contains(k) || Intersects(dels, k)) return false;
+            puts.Add(k);
+        }
+        return true;
+    }
+
+    private static bool Intersects(List<(ByteString Key, ByteString End)> dels, ByteString key)
+    {
+        foreach (var (begin, end) in dels)
+        {
+            if (end.IsEmpty)
+            {
+                if (begin.Equals(key)) return true;
+            }
+            else if (begin.Span.SequenceCompareTo(key.Span) <= 0 && key.Span.SequenceCompareTo(end.Span) < 0)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+}

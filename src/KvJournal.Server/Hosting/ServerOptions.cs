@@ -1,0 +1,102 @@
+using System.Globalization;
+
+namespace KvJournal.Server.Hosting;
+
+/// <summary>
+/// A member's configuration, from etcd's flags (same names, defaults and units) for what KvJournal
+/// supports. Go's flag syntax: <c>--name value</c>, <c>--name=value</c>, one or two dashes.
+/// </summary>
+public sealed record ServerOptions
+{
+    public string Name { get; init; } = "default";
+    /// <summary>etcd's default is "${name}.etcd" in the working directory.</summary>
+    public string? DataDir { get; init; }
+    public IReadOnlyList<Uri> ListenClientUrls { get; init; } = [new("http://localhost:2379")];
+    public IReadOnlyList<Uri> AdvertiseClientUrls { get; init; } = [new("http://localhost:2379")];
+    /// <summary>Largest request a client may send (etcd default 1.5 MiB).</summary>
+    public int MaxRequestBytes { get; init; } = 1536 * 1024;
+    /// <summary>Most operations in one txn branch (etcd default 128).</summary>
+    public int MaxTxnOps { get; init; } = 128;
+    /// <summary>Backend quota; 0 means etcd's default of 2 GiB.</summary>
+    public long QuotaBackendBytes { get; init; }
+
+    public string EffectiveDataDir => DataDir ?? $"{Name}.etcd";
+    public long EffectiveQuotaBytes => QuotaBackendBytes > 0 ? QuotaBackendBytes : 2L * 1024 * 1024 * 1024;
+
+    public const string Usage = """
+        Usage: kvjournal [flags]
+
+        Starts a KvJournal member: an etcd v3 API server whose writes are durable in a journal.
+
+          --name NAME                     human-readable name of this member (default "default")
+          --data-dir DIR                  path to the data directory (default "${name}.etcd")
+          --listen-client-urls URLS       comma-separated URLs to serve clients on (default "http://localhost:2379")
+          --advertise-client-urls URLS    comma-separated client URLs to advertise (default "http://localhost:2379")
+          --max-request-bytes N           maximum client request size in bytes (default 1572864)
+          --max-txn-ops N                 maximum operations in one txn request (default 128)
+          --quota-backend-bytes N         raise an alarm when the keyspace exceeds N bytes (default 0 = 2 GiB)
+          --help                          show this help
+          --version                       print the version and exit
+        """;
+
+    /// <summary>Parses flags; throws <see cref="ArgumentException"/> with a user-facing message on bad input.</summary>
+    public static ServerOptions Parse(IReadOnlyList<string> args)
+    {
+        var o = new ServerOptions();
+        for (int i = 0; i < args.Count; i++)
+        {
+            string arg = args[i];
+            if (!arg.StartsWith('-') || arg == "-" || arg == "--")
+                throw new ArgumentException($"unexpected argument \"{arg}\"");
+            string name = arg.TrimStart('-');
+            string? value = null;
+            int eq = name.IndexOf('=', StringComparison.Ordinal);
+            if (eq >= 0)
+            {
+                value = name[(eq + 1)..];
+                name = name[..eq];
+            }
+            string Value()
+            {
+                if (value is not null) return value;
+                if (i + 1 >= args.Count) throw new ArgumentException($"flag needs an argument: --{name}");
+                return args[++i];
+            }
+            o = name switch
+            {
+                "name" => o with { Name = Value() },
+                "data-dir" => o with { DataDir = Value() },
+                "listen-client-urls" => o with { ListenClientUrls = Urls(name, Value()) },
+                "advertise-client-urls" => o with { AdvertiseClientUrls = Urls(name, Value()) },
+                "max-request-bytes" => o with { MaxRequestBytes = (int)Number(name, Value(), 1, int.MaxValue - 1024 * 1024) },
+                "max-txn-ops" => o with { MaxTxnOps = (int)Number(name, Value(), 1, int.MaxValue) },
+                "quota-backend-bytes" => o with { QuotaBackendBytes = Number(name, Value(), 0, long.MaxValue) },
+                _ => throw new ArgumentException($"unknown flag: --{name}"),
+            };
+        }
+        return o;
+    }
+
+    private static long Number(string flag, string text, long min, long max)
+    {
+        if (!long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long n) || n < min || n > max)
+            throw new ArgumentException($"invalid value \"{text}\" for flag --{flag}: want an integer in [{min}, {max}]");
+        return n;
+    }
+
+    private static Uri[] Urls(string flag, string text)
+    {
+        var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (parts.Length == 0) throw new ArgumentException($"flag --{flag} needs at least one URL");
+        var urls = new Uri[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+        {
+            if (!Uri.TryCreate(parts[i], UriKind.Absolute, out var u) || u.Scheme is not ("http" or "https") || u.IsDefaultPort && !parts[i].Contains(":" + u.Port, StringComparison.Ordinal))
+                throw new ArgumentException($"invalid URL \"{parts[i]}\" for flag --{flag}: want scheme://host:port");
+            if (u.Scheme == "https")
+                throw new ArgumentException($"--{flag} {parts[i]}: TLS is not supported yet; use http://");
+            urls[i] = u;
+        }
+        return urls;
+    }
+}

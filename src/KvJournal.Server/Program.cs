@@ -1,0 +1,42 @@
+using KvJournal.Server.Hosting;
+
+namespace KvJournal.Server;
+
+public static class Program
+{
+    public static async Task<int> Main(string[] args)
+    {
+        if (args.Contains("--help") || args.Contains("-h") || args.Contains("-help"))
+        {
+            Console.Out.WriteLine(ServerOptions.Usage);
+            return 0;
+        }
+        if (args.Contains("--version") || args.Contains("-version"))
+        {
+            Console.Out.WriteLine($"kvjournal Version: {typeof(Program).Assembly.GetName().Version}");
+            return 0;
+        }
+
+        ServerOptions options;
+        try
+        {
+            options = ServerOptions.Parse(args);
+        }
+        catch (ArgumentException ex)
+        {
+            Console.Error.WriteLine($"kvjournal: {ex.Message}");
+            Console.Error.WriteLine("Run 'kvjournal --help' for the supported flags.");
+            return 2;
+        }
+
+        using var stop = new CancellationTokenSource();
+        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.Cancel();
+
+        await using var server = new KvJournalServer(options);
+        await server.StartAsync(stop.Token);
+        Console.Error.WriteLine($"kvjournal: member {options.Name} ready to serve client requests on {string.Join(",", options.ListenClientUrls)} (data dir {Path.GetFullPath(options.EffectiveDataDir)})");
+        await server.WaitForShutdownAsync(stop.Token);
+        return 0;
+    }
+}

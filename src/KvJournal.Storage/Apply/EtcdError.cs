@@ -1,0 +1,29 @@
+namespace KvJournal.Storage.Apply;
+
+/// <summary>
+/// Expected failures of applying or serving a request, as a status rather than an exception.
+/// The API layer maps each one to etcd's gRPC code and exact message (one table, in the server).
+/// </summary>
+public enum EtcdError : byte
+{
+    None = 0,
+    Compacted,
+    FutureRevision,
+    KeyNotFound,
+    LeaseNotFound,
+    /// <summary>The encoded request exceeds --max-request-bytes.</summary>
+    RequestTooLarge,
+    /// <summary>The journal could not take the entry or confirm it durable.</summary>
+    JournalUnavailable,
+    // Request validation (etcd's v3rpc check*Request), refused before anything is proposed.
+    EmptyKey,
+    ValueProvided,
+    LeaseProvided,
+    TooManyOps,
+    DuplicateKey,
+    InvalidSortOption,
+    /// <summary>A txn operation with no request set (etcd answers "key not found").</summary>
+    EmptyOp,
+    /// <summary>The member stopped applying (fail-stop after an apply failure) or is shutting down.</summary>
+    Stopped,
+}

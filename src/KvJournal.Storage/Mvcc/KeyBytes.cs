@@ -1,0 +1,44 @@
+using Google.Protobuf;
+
+namespace KvJournal.Storage.Mvcc;
+
+/// <summary>Byte-wise key order, the order etcd keeps keys in (Go's bytes.Compare).</summary>
+public static class KeyBytes
+{
+    public static int Compare(ByteString a, ByteString b) => a.Span.SequenceCompareTo(b.Span);
+
+    public static int Compare(ReadOnlySpan<byte> a, ReadOnlySpan<byte> b) => a.SequenceCompareTo(b);
+}
+
+/// <summary>
+/// A key range as etcd's API spells it: <c>range_end</c> empty = the single key; <c>range_end</c>
+/// = "\0" = every key ≥ key; otherwise [key, range_end). An end at or before key is empty.
+/// </summary>
+public readonly struct KeyRange
+{
+    public ByteString Key { get; }
+    /// <summary>Exclusive upper bound; null for a single key or for "to the end of the keyspace".</summary>
+    public ByteString? End { get; }
+    public bool IsSingleKey { get; }
+
+    private KeyRange(ByteString key, ByteString? end, bool single)
+    {
+        Key = key;
+        End = end;
+        IsSingleKey = single;
+    }
+
+    public static KeyRange FromRequest(ByteString key, ByteString rangeEnd)
+    {
+        if (rangeEnd.Length == 0) return new KeyRange(key, null, single: true);
+        if (rangeEnd.Length == 1 && rangeEnd[0] == 0) return new KeyRange(key, null, single: false);
+        return new KeyRange(key, rangeEnd, single: false);
+    }
+
+    public bool Contains(ReadOnlySpan<byte> k)
+    {
+        if (IsSingleKey) return k.SequenceEqual(Key.Span);
+        if (k.SequenceCompareTo(Key.Span) < 0) return false;
+        return End is null || k.SequenceCompareTo(End.Span) < 0;
+    }
+}

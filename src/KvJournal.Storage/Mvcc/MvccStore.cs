@@ -1,0 +1,176 @@
+using Google.Protobuf;
+using Mvccpb;
+
+namespace KvJournal.Storage.Mvcc;
+
+/// <summary>
+/// The in-memory multi-version keyspace with etcd's revision arithmetic.
+/// </summary>
+/// <remarks>
+/// Revisions: an empty store is at revision 1; every txn that changes at least one key (a put, or
+/// a delete that removes something) takes the next revision, shared by all its changes. Reads
+/// at any revision ≥ <see cref="CompactRevision"/> and ≤ <see cref="CurrentRevision"/> are exact.
+/// Concurrency: one applier writes under <see cref="Lock"/>'s write lock; readers hold its read lock.
+/// </remarks>
+public sealed class MvccStore
+{
+    private readonly TreeIndex _index = new();
+
+    /// <summary>Guards every field of the store. Lock order: this lock is never held while waiting.</summary>
+    public ReaderWriterLockSlim Lock { get; } = new(LockRecursionPolicy.NoRecursion);
+
+    /// <summary>Revision of the last change (etcd's currentRev); 1 when nothing was ever written.</summary>
+    public long CurrentRevision { get; private set; } = 1;
+
+    /// <summary>Reads below this revision fail with compacted (etcd's compactMainRev, -1 = never compacted).</summary>
+    public long CompactRevision { get; private set; } = -1;
+
+    /// <summary>Bytes of keys and values held, every retained version counted (the quota's measure).</summary>
+    public long SizeBytes { get; private set; }
+
+    public int KeyCount => _index.Count;
+
+    /// <summary>Starts a txn; a writable one must be ended with <see cref="MvccTxn.End"/> by the applier.</summary>
+    public MvccTxn Begin(bool writable) => new(this, writable);
+
+    /// <summary>Compacts history below <paramref name="revision"/>; the caller checked the bounds.</summary>
+    public void Compact(long revision)
+    {
+        CompactRevision = revision;
+        List<KeyHistory>? emptied = null;
+        foreach (var h in _index.All())
+        {
+            SizeBytes -= h.Compact(revision);
+            if (h.Count == 0) (emptied ??= []).Add(h);
+        }
+        if (emptied is null) return;
+        foreach (var h in emptied)
+        {
+            _index.Remove(h);
+            SizeBytes -= h.Key.Length;
+        }
+    }
+
+    internal static KeyValue ToKeyValue(KeyHistory h, in KeyVersion v, bool keysOnly) => new()
+    {
+        Key = h.Key,
+        CreateRevision = v.CreateRevision,
+        ModRevision = v.ModRevision,
+        Version = v.Version,
+        Lease = v.Lease,
+        Value = keysOnly ? ByteString.Empty : v.Value,
+    };
+
+    /// <summary>
+    /// A read or write transaction over the store (etcd's TxnRead / TxnWrite). Reads in a write txn
+    /// see its own earlier writes at revision <c>begin + 1</c>.
+    /// </summary>
+    public sealed class MvccTxn
+    {
+        private readonly MvccStore _store;
+        private readonly bool _writable;
+        private int _changes;
+
+        internal MvccTxn(MvccStore store, bool writable)
+        {
+            _store = store;
+            _writable = writable;
+            BeginRevision = store.CurrentRevision;
+        }
+
+        public long BeginRevision { get; }
+
+        public bool HasChanges => _changes > 0;
+
+        /// <summary>The revision reads see now: the begin revision, plus one once this txn changed something.</summary>
+        public long ReadRevision => _changes > 0 ? BeginRevision + 1 : BeginRevision;
+
+        public long CompactRevision => _store.CompactRevision;
+
+        /// <summary>
+        /// Keys live in <paramref name="range"/> at <paramref name="atRevision"/> (≤ 0 = now), in key order;
+        /// at most <paramref name="limit"/> (≤ 0 = all) go to <paramref name="output"/>. Returns the
+        /// count of all live keys in the range, unaffected by the limit.
+        /// </summary>
+        public StoreStatus Range(KeyRange range, long atRevision, long limit, bool countOnly, bool keysOnly, List<KeyValue>? output, out long count)
+        {
+            count = 0;
+            long current = ReadRevision;
+            if (atRevision > current) return StoreStatus.FutureRevision;
+            long rev = atRevision <= 0 ? current : atRevision;
+            if (rev < _store.CompactRevision) return StoreStatus.Compacted;
+            foreach (var h in _store._index.Range(range))
+            {
+                if (!h.TryGetLive(rev, out var v)) continue;
+                count++;
+                if (!countOnly && output is not null && (limit <= 0 || output.Count < limit))
+                    output.Add(ToKeyValue(h, v, keysOnly));
+            }
+            return StoreStatus.Ok;
+        }
+
+        /// <summary>The live version of one key now, as seen by this txn.</summary>
+        public KeyValue? Get(ByteString key)
+        {
+            var h = _store._index.Get(key);
+            return h is not null && h.TryGetLive(ReadRevision, out var v) ? ToKeyValue(h, v, keysOnly: false) : null;
+        }
+
+        public void Put(ByteString key, ByteString value, long lease)
+        {
+            EnsureWritable();
+            long rev = BeginRevision + 1;
+            var h = _store._index.GetOrAdd(key);
+            long create = rev, version = 1;
+            if (h.Count == 0) _store.SizeBytes += key.Length;
+            else
+            {
+                ref readonly var last = ref h.Latest;
+                if (!last.IsTombstone)
+                {
+                    create = last.CreateRevision;
+                    version = last.Version + 1;
+                }
+            }
+            h.Append(new KeyVersion(rev, create, version, lease, value));
+            _store.SizeBytes += value.Length;
+            _changes++;
+        }
+
+        /// <summary>Deletes the live keys in the range (leaving tombstones); returns how many.</summary>
+        public long DeleteRange(KeyRange range)
+        {
+            EnsureWritable();
+            long rev = BeginRevision + 1;
+            long read = ReadRevision;
+            List<KeyHistory>? victims = null;
+            foreach (var h in _store._index.Range(range))
+            {
+                if (h.TryGetLive(read, out _)) (victims ??= []).Add(h);
+            }
+            if (victims is null) return 0;
+            foreach (var h in victims) h.Append(new KeyVersion(rev, 0, 0, 0, ByteString.Empty));
+            _changes += victims.Count;
+            return victims.Count;
+        }
+
+        /// <summary>Ends a write txn: the store moves to the next revision if anything changed.</summary>
+        public void End()
+        {
+            if (_writable && _changes > 0) _store.CurrentRevision = BeginRevision + 1;
+        }
+
+        private void EnsureWritable()
+        {
+            if (!_writable) throw new InvalidOperationException("write in a read-only txn");
+        }
+    }
+}
+
+/// <summary>Expected outcomes of a store read; not exceptions.</summary>
+public enum StoreStatus : byte
+{
+    Ok,
+    Compacted,
+    FutureRevision,
+}
