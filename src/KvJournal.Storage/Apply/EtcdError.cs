@@ -21,7 +21,6 @@ public enum EtcdError : byte
     LeaseProvided,
     TooManyOps,
     DuplicateKey,
-    InvalidSortOption,
     /// <summary>A txn operation with no request set (etcd answers "key not found").</summary>
     EmptyOp,
     /// <summary>The member stopped applying (fail-stop after an apply failure) or is shutting down.</summary>

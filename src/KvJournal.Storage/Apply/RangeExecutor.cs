@@ -58,7 +58,7 @@ public static class RangeExecutor
     // Stable, so ties keep key order (as etcd's insertion sort does for small results).
     private static void Sort(List<KeyValue> kvs, RangeRequest.Types.SortTarget target, RangeRequest.Types.SortOrder order)
     {
-        if (order == RangeRequest.Types.SortOrder.None || kvs.Count < 2) return;
+        if (order is not (RangeRequest.Types.SortOrder.Ascend or RangeRequest.Types.SortOrder.Descend) || kvs.Count < 2) return;
         int sign = order == RangeRequest.Types.SortOrder.Descend ? -1 : 1;
         var indexed = new (KeyValue Kv, int Index)[kvs.Count];
         for (int i = 0; i < indexed.Length; i++) indexed[i] = (kvs[i], i);

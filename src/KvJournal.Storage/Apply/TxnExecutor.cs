@@ -43,11 +43,20 @@ public sealed class TxnExecutor(ILeaseLookup leases)
         response = null;
         var path = new List<bool>();
         DecidePath(txn, t, path);
-        var error = Check(txn, t, path, 0, out _);
+        var error = Check(txn, t, path);
         if (error != EtcdError.None) return error;
 
         var resp = new TxnResponse { Header = new ResponseHeader(), Succeeded = path[0] };
-        Execute(txn, t, path, 0, resp);
+        error = EtcdError.None;
+        Execute(txn, t, path, 0, resp, ref error);
+        if (error != EtcdError.None)
+        {
+            // Only reachable when an earlier op of the txn deleted the key a later put with
+            // ignore_value / ignore_lease needs (a "\0" range end escapes the duplicate-key check).
+            // etcd panics here; KvJournal refuses the whole txn and writes nothing.
+            txn.Abort();
+            return error;
+        }
         resp.Header.Revision = txn.HasChanges ? txn.BeginRevision + 1 : txn.BeginRevision;
         response = resp;
         return EtcdError.None;
@@ -102,7 +111,16 @@ public sealed class TxnExecutor(ILeaseLookup leases)
         }
     }
 
-    private EtcdError Check(MvccStore.MvccTxn txn, TxnRequest t, List<bool> path, int at, out int next)
+    // etcd 3.5 checks the chosen branches in two passes: every put first (ignore_value /
+    // ignore_lease keys present, leases exist), then every range's revision; so a bad put wins
+    // over a bad range wherever they sit in the txn.
+    private EtcdError Check(MvccStore.MvccTxn txn, TxnRequest t, List<bool> path)
+    {
+        var error = Check(txn, t, path, 0, puts: true, out _);
+        return error != EtcdError.None ? error : Check(txn, t, path, 0, puts: false, out _);
+    }
+
+    private EtcdError Check(MvccStore.MvccTxn txn, TxnRequest t, List<bool> path, int at, bool puts, out int next)
     {
         next = at + 1;
         foreach (var op in Branch(t, path[at]))
@@ -110,20 +128,20 @@ public sealed class TxnExecutor(ILeaseLookup leases)
             EtcdError error = EtcdError.None;
             switch (op.RequestCase)
             {
-                case RequestOp.RequestOneofCase.RequestRange:
-                    var r = op.RequestRange;
+                case RequestOp.RequestOneofCase.RequestRange when !puts:
                     // etcd's checkRange, negative revisions included (they compare against compaction).
+                    var r = op.RequestRange;
                     if (r.Revision == 0) break;
                     if (r.Revision > txn.BeginRevision) error = EtcdError.FutureRevision;
                     else if (r.Revision < txn.CompactRevision) error = EtcdError.Compacted;
                     break;
-                case RequestOp.RequestOneofCase.RequestPut:
+                case RequestOp.RequestOneofCase.RequestPut when puts:
                     var p = op.RequestPut;
                     if ((p.IgnoreValue || p.IgnoreLease) && txn.Get(p.Key) is null) error = EtcdError.KeyNotFound;
                     else if (p.Lease != 0 && !leases.Exists(p.Lease)) error = EtcdError.LeaseNotFound;
                     break;
                 case RequestOp.RequestOneofCase.RequestTxn:
-                    error = Check(txn, op.RequestTxn, path, next, out next);
+                    error = Check(txn, op.RequestTxn, path, next, puts, out next);
                     break;
             }
             if (error != EtcdError.None) return error;
@@ -131,7 +149,7 @@ public sealed class TxnExecutor(ILeaseLookup leases)
         return EtcdError.None;
     }
 
-    private static int Execute(MvccStore.MvccTxn txn, TxnRequest t, List<bool> path, int at, TxnResponse resp)
+    private static int Execute(MvccStore.MvccTxn txn, TxnRequest t, List<bool> path, int at, TxnResponse resp, ref EtcdError error)
     {
         int next = at + 1;
         foreach (var op in Branch(t, path[at]))
@@ -145,7 +163,12 @@ public sealed class TxnExecutor(ILeaseLookup leases)
                     result.ResponseRange = rangeResp;
                     break;
                 case RequestOp.RequestOneofCase.RequestPut:
-                    ExecutePut(txn, op.RequestPut, out var putResp);
+                    var putError = ExecutePut(txn, op.RequestPut, out var putResp);
+                    if (putError != EtcdError.None)
+                    {
+                        error = putError;
+                        return next;
+                    }
                     result.ResponsePut = putResp;
                     break;
                 case RequestOp.RequestOneofCase.RequestDeleteRange:
@@ -153,7 +176,8 @@ public sealed class TxnExecutor(ILeaseLookup leases)
                     break;
                 case RequestOp.RequestOneofCase.RequestTxn:
                     var nested = new TxnResponse { Header = new ResponseHeader(), Succeeded = path[next] };
-                    next = Execute(txn, op.RequestTxn, path, next, nested);
+                    next = Execute(txn, op.RequestTxn, path, next, nested, ref error);
+                    if (error != EtcdError.None) return next;
                     result.ResponseTxn = nested;
                     break;
             }

@@ -54,6 +54,14 @@ internal sealed class KeyHistory(ByteString key)
         _versions[_count++] = version;
     }
 
+    /// <summary>Removes and returns the newest version (an aborted txn's write).</summary>
+    public KeyVersion RemoveLatest()
+    {
+        var v = _versions[--_count];
+        _versions[_count] = default;
+        return v;
+    }
+
     /// <summary>
     /// Drops versions no read at or after <paramref name="compactRevision"/> can see.
     /// Returns the number of value bytes released; the history may become empty.

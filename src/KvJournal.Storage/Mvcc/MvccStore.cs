@@ -70,6 +70,8 @@ public sealed class MvccStore
         private readonly MvccStore _store;
         private readonly bool _writable;
         private int _changes;
+        // Histories this txn appended to, in order, so an aborted txn can take its writes back.
+        private List<KeyHistory>? _touched;
 
         internal MvccTxn(MvccStore store, bool writable)
         {
@@ -134,6 +136,7 @@ public sealed class MvccStore
             }
             h.Append(new KeyVersion(rev, create, version, lease, value));
             _store.SizeBytes += value.Length;
+            (_touched ??= []).Add(h);
             _changes++;
         }
 
@@ -150,8 +153,30 @@ public sealed class MvccStore
             }
             if (victims is null) return 0;
             foreach (var h in victims) h.Append(new KeyVersion(rev, 0, 0, 0, ByteString.Empty));
+            (_touched ??= []).AddRange(victims);
             _changes += victims.Count;
             return victims.Count;
+        }
+
+        /// <summary>
+        /// Takes back every write of this txn, newest first, leaving the store as it was at begin.
+        /// The txn then ends with no change.
+        /// </summary>
+        public void Abort()
+        {
+            if (_touched is null) return;
+            for (int i = _touched.Count - 1; i >= 0; i--)
+            {
+                var h = _touched[i];
+                _store.SizeBytes -= h.RemoveLatest().Value.Length;
+                if (h.Count == 0)
+                {
+                    _store._index.Remove(h);
+                    _store.SizeBytes -= h.Key.Length;
+                }
+            }
+            _touched = null;
+            _changes = 0;
         }
 
         /// <summary>Ends a write txn: the store moves to the next revision if anything changed.</summary>

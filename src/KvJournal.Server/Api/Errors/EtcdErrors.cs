@@ -23,7 +23,6 @@ public static class EtcdErrors
         EtcdError.LeaseProvided => new(StatusCode.InvalidArgument, "etcdserver: lease is provided"),
         EtcdError.TooManyOps => new(StatusCode.InvalidArgument, "etcdserver: too many operations in txn request"),
         EtcdError.DuplicateKey => new(StatusCode.InvalidArgument, "etcdserver: duplicate key given in txn request"),
-        EtcdError.InvalidSortOption => new(StatusCode.InvalidArgument, "etcdserver: invalid sort option"),
         EtcdError.JournalUnavailable => new(StatusCode.Unavailable, "etcdserver: request timed out, journal unavailable"),
         EtcdError.Stopped => new(StatusCode.Unavailable, "etcdserver: server stopped"),
         _ => new(StatusCode.Internal, $"etcdserver: unexpected error {error}"),

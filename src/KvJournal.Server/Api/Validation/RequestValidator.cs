@@ -12,9 +12,8 @@ public static class RequestValidator
 {
     public static EtcdError Range(RangeRequest r)
     {
-        if (r.Key.IsEmpty) return EtcdError.EmptyKey;
-        if (!Enum.IsDefined(r.SortOrder)) return EtcdError.InvalidSortOption;
-        return EtcdError.None;
+        // etcd 3.5 accepts any sort_order and sorts only for ASCEND/DESCEND; so do we.
+        return r.Key.IsEmpty ? EtcdError.EmptyKey : EtcdError.None;
     }
 
     public static EtcdError Put(PutRequest p)

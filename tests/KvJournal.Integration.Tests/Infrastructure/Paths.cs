@@ -1,0 +1,37 @@
+namespace KvJournal.Integration.Tests.Infrastructure;
+
+/// <summary>Where the repository, the built server and the reference etcd binaries are.</summary>
+public static class Paths
+{
+    public static string RepoRoot { get; } = FindRepoRoot();
+
+    /// <summary>kvjournal.dll, copied next to the tests by the project reference.</summary>
+    public static string ServerDll => Path.Combine(AppContext.BaseDirectory, "kvjournal.dll");
+
+    /// <summary>The reference etcd's bin folder: $ETCDREF_HOME/bin, default /tmp/etcdref/bin (tools/test.sh installs it).</summary>
+    public static string EtcdBin => Path.Combine(Environment.GetEnvironmentVariable("ETCDREF_HOME") is { Length: > 0 } h ? h : "/tmp/etcdref", "bin");
+
+    public static string Etcd => Require(Path.Combine(EtcdBin, "etcd"));
+
+    public static string Etcdctl => Require(Path.Combine(EtcdBin, "etcdctl"));
+
+    public static string NewTempDir(string prefix)
+    {
+        string dir = Path.Combine(Path.GetTempPath(), "kvjournal-tests", $"{prefix}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(dir);
+        return dir;
+    }
+
+    private static string Require(string path) => File.Exists(path)
+        ? path
+        : throw new FileNotFoundException($"{path} is missing: run tools/test.sh (it installs the reference etcd) or set ETCDREF_HOME", path);
+
+    private static string FindRepoRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "KvJournal.sln"))) return dir.FullName;
+        }
+        throw new DirectoryNotFoundException("KvJournal.sln not found above " + AppContext.BaseDirectory);
+    }
+}

@@ -1,0 +1,166 @@
+using System.Diagnostics;
+using System.Text;
+using Etcdserverpb;
+using Grpc.Core;
+using Grpc.Net.Client;
+
+namespace KvJournal.Integration.Tests.Infrastructure;
+
+/// <summary>
+/// An etcd API server this test started as a child process on 127.0.0.1: a kvjournal member or
+/// the reference etcd. Disposing kills it by its PID (SIGKILL) and only it.
+/// </summary>
+public abstract class ServerProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly StringBuilder _output = new();
+
+    protected ServerProcess(string fileName, IEnumerable<string> args, int port, string dataDir)
+    {
+        Port = port;
+        DataDir = dataDir;
+        var psi = new ProcessStartInfo(fileName)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        _process = new Process { StartInfo = psi };
+        _process.OutputDataReceived += (_, e) => Append(e.Data);
+        _process.ErrorDataReceived += (_, e) => Append(e.Data);
+        _process.Start();
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+        Channel = GrpcChannel.ForAddress($"http://127.0.0.1:{port}", new GrpcChannelOptions
+        {
+            MaxReceiveMessageSize = null,
+            MaxSendMessageSize = null,
+        });
+        Kv = new KV.KVClient(Channel);
+    }
+
+    public int Port { get; }
+    public string DataDir { get; }
+    public string Endpoint => $"127.0.0.1:{Port}";
+    public GrpcChannel Channel { get; }
+    public KV.KVClient Kv { get; }
+    public int Pid => _process.Id;
+    public bool HasExited => _process.HasExited;
+
+    public string Output
+    {
+        get { lock (_output) return _output.ToString(); }
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null) return;
+        lock (_output) _output.AppendLine(line);
+    }
+
+    /// <summary>Waits until the server answers a serializable Range, or fails with its output.</summary>
+    protected async Task WaitReadyAsync(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            if (_process.HasExited)
+                throw new InvalidOperationException($"server exited with {_process.ExitCode} before it was ready:\n{Output}");
+            try
+            {
+                await Kv.RangeAsync(new RangeRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("ready-probe"), Serializable = true },
+                    deadline: DateTime.UtcNow.AddSeconds(2));
+                return;
+            }
+            catch (RpcException) when (DateTime.UtcNow < deadline)
+            {
+                // not listening yet: the next attempt waits on the connect itself, not on a sleep
+                await Task.Yield();
+            }
+        }
+    }
+
+    /// <summary>kill -9: no shutdown hook runs, nothing is flushed beyond what was already durable.</summary>
+    public async Task KillAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: false);
+            await _process.WaitForExitAsync();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await KillAsync();
+        Channel.Dispose();
+        _process.Dispose();
+        GC.SuppressFinalize(this);
+    }
+}
+
+/// <summary>A kvjournal member, started from the build output next to the tests.</summary>
+public sealed class KvJournalProcess : ServerProcess
+{
+    private KvJournalProcess(int port, string dataDir, IEnumerable<string> extraArgs)
+        : base("dotnet", Args(port, dataDir, extraArgs), port, dataDir)
+    {
+    }
+
+    private static IEnumerable<string> Args(int port, string dataDir, IEnumerable<string> extraArgs)
+    {
+        string url = $"http://127.0.0.1:{port}";
+        return new[] { Paths.ServerDll, "--name", "kvj-test", "--data-dir", dataDir, "--listen-client-urls", url, "--advertise-client-urls", url }.Concat(extraArgs);
+    }
+
+    /// <summary>Starts a member on a fresh port; <paramref name="dataDir"/> reused means a restart.</summary>
+    public static async Task<KvJournalProcess> StartAsync(string? dataDir = null, params string[] extraArgs)
+    {
+        var p = new KvJournalProcess(Ports.Free(), dataDir ?? Paths.NewTempDir("kvj"), extraArgs);
+        try
+        {
+            await p.WaitReadyAsync(TimeSpan.FromSeconds(60));
+        }
+        catch
+        {
+            await p.DisposeAsync();
+            throw;
+        }
+        return p;
+    }
+}
+
+/// <summary>The reference etcd (Debian's package), single member, fsync off: only its answers matter here.</summary>
+public sealed class ReferenceEtcdProcess : ServerProcess
+{
+    private ReferenceEtcdProcess(int port, int peerPort, string dataDir)
+        : base(Paths.Etcd, Args(port, peerPort, dataDir), port, dataDir)
+    {
+    }
+
+    private static IEnumerable<string> Args(int port, int peerPort, string dataDir)
+    {
+        string name = $"etcdref-{port}";
+        string peer = $"http://127.0.0.1:{peerPort}";
+        string client = $"http://127.0.0.1:{port}";
+        return ["--name", name, "--data-dir", dataDir, "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", $"{name}={peer}",
+            "--initial-cluster-state", "new", "--unsafe-no-fsync", "--log-level", "error"];
+    }
+
+    public static async Task<ReferenceEtcdProcess> StartAsync()
+    {
+        var p = new ReferenceEtcdProcess(Ports.Free(), Ports.Free(), Paths.NewTempDir("etcdref"));
+        try
+        {
+            await p.WaitReadyAsync(TimeSpan.FromSeconds(60));
+        }
+        catch
+        {
+            await p.DisposeAsync();
+            throw;
+        }
+        return p;
+    }
+}
