@@ -1,0 +1,55 @@
+using System.Diagnostics;
+using Etcdserverpb;
+using Google.Protobuf;
+using Grpc.Core;
+using KvJournal.Integration.Tests.Infrastructure;
+using Xunit;
+
+namespace KvJournal.Integration.Tests;
+
+/// <summary>The executable's etcd-style flags, and the services that are declared but not served yet.</summary>
+public sealed class ServerFlagsTests
+{
+    [Fact]
+    public async Task UnknownFlagIsRejectedWithAClearMessage()
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Paths.ServerDll);
+        psi.ArgumentList.Add("--no-such-flag=1");
+        using var p = Process.Start(psi)!;
+        string stderr = await p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(2, p.ExitCode);
+        Assert.Contains("unknown flag: --no-such-flag", stderr);
+    }
+
+    [Fact]
+    public async Task RequestLimitsComeFromFlags()
+    {
+        await using var kvj = await KvJournalProcess.StartAsync(null, "--max-txn-ops", "2", "--max-request-bytes=1024");
+        var threeOps = new TxnRequest();
+        for (int i = 0; i < 3; i++) threeOps.Success.Add(new RequestOp { RequestRange = new RangeRequest { Key = ByteString.CopyFromUtf8($"k{i}") } });
+        var ex = await Assert.ThrowsAsync<RpcException>(() => kvj.Kv.TxnAsync(threeOps).ResponseAsync);
+        Assert.Equal((StatusCode.InvalidArgument, "etcdserver: too many operations in txn request"), (ex.StatusCode, ex.Status.Detail));
+
+        ex = await Assert.ThrowsAsync<RpcException>(() => kvj.Kv.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8("k"), Value = ByteString.CopyFrom(new byte[2048]) }).ResponseAsync);
+        Assert.Equal((StatusCode.InvalidArgument, "etcdserver: request is too large"), (ex.StatusCode, ex.Status.Detail));
+
+        var ok = await kvj.Kv.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8("k"), Value = ByteString.CopyFrom(new byte[512]) });
+        Assert.Equal(2, ok.Header.Revision);
+        Assert.NotEqual(0UL, ok.Header.ClusterId);
+        Assert.NotEqual(0UL, ok.Header.MemberId);
+    }
+
+    [Fact]
+    public async Task ServicesNotServedYetAnswerUnimplemented()
+    {
+        await using var kvj = await KvJournalProcess.StartAsync();
+        var lease = new Lease.LeaseClient(kvj.Channel);
+        var ex = await Assert.ThrowsAsync<RpcException>(() => lease.LeaseGrantAsync(new LeaseGrantRequest { TTL = 5 }, deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
+        Assert.Equal(StatusCode.Unimplemented, ex.StatusCode);
+        var maintenance = new Maintenance.MaintenanceClient(kvj.Channel);
+        ex = await Assert.ThrowsAsync<RpcException>(() => maintenance.StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
+        Assert.Equal(StatusCode.Unimplemented, ex.StatusCode);
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs KvJournal's whole test suite, as CI does.
+# Installs the reference etcd and etcdctl first when they are missing (Debian's packages, through
+# ../shared/tools/reference-etcd.sh; nothing else is downloaded), then runs every test project.
+# Tests start real kvjournal and etcd processes on 127.0.0.1 and stop them by PID.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export ETCDREF_HOME=${ETCDREF_HOME:-/tmp/etcdref}
+if [ ! -x "$ETCDREF_HOME/bin/etcd" ] || [ ! -x "$ETCDREF_HOME/bin/etcdctl" ]; then
+    ref="$root/../shared/tools/reference-etcd.sh"
+    [ -f "$ref" ] || { echo "tools/test.sh: $ref not found and no etcd under $ETCDREF_HOME/bin" >&2; exit 1; }
+    bash "$ref" install "$ETCDREF_HOME" >/dev/null
+fi
+cd "$root"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+dotnet test KvJournal.sln -c Release 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One plain closing line over all test projects.
+awk '/(Passed|Failed)!  - Failed:/ { gsub(",", ""); for (i = 1; i <= NF; i++) { if ($i == "Failed:") f += $(i+1); if ($i == "Passed:") p += $(i+1); if ($i == "Skipped:") s += $(i+1) } }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"
