@@ -18,6 +18,18 @@ public sealed class CrashTests
     public async Task AcknowledgedWritesSurviveKill9()
     {
         string dataDir = Paths.NewTempDir("crash");
+        try
+        {
+            await WriteKillRestartAndVerify(dataDir);
+        }
+        finally
+        {
+            Paths.DeleteDir(dataDir);
+        }
+    }
+
+    private static async Task WriteKillRestartAndVerify(string dataDir)
+    {
         var acked = new ConcurrentDictionary<string, (long Revision, string Value)>();
         var enoughAcked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
 

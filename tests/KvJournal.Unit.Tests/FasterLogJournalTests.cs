@@ -37,6 +37,8 @@ public sealed class FasterLogJournalTests : IDisposable
             await Task.WhenAll(Enumerable.Range(0, 200).Select(i => Task.Run(async () => positions.Add(await journal.AppendAsync(Encoding.UTF8.GetBytes($"e{i}"))))));
             Assert.Equal(200, positions.Distinct().Count());
             Assert.Equal(positions.Max(), journal.LastDurablePosition);
+            // Group commit: appends that arrive during a flush share the next one.
+            Assert.InRange(journal.Commits, 1, 199);
         }
         await using (var reopened = new FasterLogJournal(_dir, 64 * 1024))
         {

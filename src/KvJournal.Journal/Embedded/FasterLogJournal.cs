@@ -29,6 +29,7 @@ public sealed class FasterLogJournal : IJournal
     private readonly Task _commitLoop;
     private long _lastEnqueued = -1;
     private long _lastDurable = -1;
+    private long _commits;
     private Exception? _failure;
 
     public FasterLogJournal(string directory, int maxEntryBytes)
@@ -50,6 +51,9 @@ public sealed class FasterLogJournal : IJournal
     }
 
     public long LastDurablePosition => Volatile.Read(ref _lastDurable);
+
+    /// <summary>Flushes made so far; fewer than appends when group commit shares them.</summary>
+    public long Commits => Interlocked.Read(ref _commits);
 
     public ValueTask<long> AppendAsync(ReadOnlyMemory<byte> entry, CancellationToken cancellationToken = default)
     {
@@ -79,6 +83,7 @@ public sealed class FasterLogJournal : IJournal
                 if (upTo <= Volatile.Read(ref _lastDurable)) continue;
                 // Commits everything enqueued so far (FasterLog commits up to its tail); returns once durable.
                 await _log.CommitAsync(_stopping.Token).ConfigureAwait(false);
+                Interlocked.Increment(ref _commits);
                 Volatile.Write(ref _lastDurable, upTo);
                 CompleteWaiters(upTo, null);
             }

@@ -22,6 +22,18 @@ public static class Paths
         return dir;
     }
 
+    public static void DeleteDir(string dir)
+    {
+        try
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+        catch (IOException)
+        {
+            // a file still held open; the OS temp cleaner gets it
+        }
+    }
+
     private static string Require(string path) => File.Exists(path)
         ? path
         : throw new FileNotFoundException($"{path} is missing: run tools/test.sh (it installs the reference etcd) or set ETCDREF_HOME", path);

@@ -14,11 +14,14 @@ public abstract class ServerProcess : IAsyncDisposable
 {
     private readonly Process _process;
     private readonly StringBuilder _output = new();
+    private readonly bool _ownsDataDir;
 
-    protected ServerProcess(string fileName, IEnumerable<string> args, int port, string dataDir)
+    /// <param name="ownsDataDir">delete the data directory on dispose (a test that restarts on it keeps it).</param>
+    protected ServerProcess(string fileName, IEnumerable<string> args, int port, string dataDir, bool ownsDataDir)
     {
         Port = port;
         DataDir = dataDir;
+        _ownsDataDir = ownsDataDir;
         var psi = new ProcessStartInfo(fileName)
         {
             RedirectStandardOutput = true,
@@ -59,8 +62,23 @@ public abstract class ServerProcess : IAsyncDisposable
         lock (_output) _output.AppendLine(line);
     }
 
+    /// <summary>Returns <paramref name="server"/> once it serves requests; kills it if it never does.</summary>
+    protected static async Task<T> ReadyAsync<T>(T server) where T : ServerProcess
+    {
+        try
+        {
+            await server.WaitReadyAsync(TimeSpan.FromSeconds(60));
+            return server;
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
+    }
+
     /// <summary>Waits until the server answers a serializable Range, or fails with its output.</summary>
-    protected async Task WaitReadyAsync(TimeSpan timeout)
+    private async Task WaitReadyAsync(TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
         while (true)
@@ -96,6 +114,7 @@ public abstract class ServerProcess : IAsyncDisposable
         await KillAsync();
         Channel.Dispose();
         _process.Dispose();
+        if (_ownsDataDir) Paths.DeleteDir(DataDir);
         GC.SuppressFinalize(this);
     }
 }
@@ -103,8 +122,8 @@ public abstract class ServerProcess : IAsyncDisposable
 /// <summary>A kvjournal member, started from the build output next to the tests.</summary>
 public sealed class KvJournalProcess : ServerProcess
 {
-    private KvJournalProcess(int port, string dataDir, IEnumerable<string> extraArgs)
-        : base("dotnet", Args(port, dataDir, extraArgs), port, dataDir)
+    private KvJournalProcess(int port, string dataDir, bool ownsDataDir, IEnumerable<string> extraArgs)
+        : base("dotnet", Args(port, dataDir, extraArgs), port, dataDir, ownsDataDir)
     {
     }
 
@@ -114,28 +133,19 @@ public sealed class KvJournalProcess : ServerProcess
         return new[] { Paths.ServerDll, "--name", "kvj-test", "--data-dir", dataDir, "--listen-client-urls", url, "--advertise-client-urls", url }.Concat(extraArgs);
     }
 
-    /// <summary>Starts a member on a fresh port; <paramref name="dataDir"/> reused means a restart.</summary>
-    public static async Task<KvJournalProcess> StartAsync(string? dataDir = null, params string[] extraArgs)
-    {
-        var p = new KvJournalProcess(Ports.Free(), dataDir ?? Paths.NewTempDir("kvj"), extraArgs);
-        try
-        {
-            await p.WaitReadyAsync(TimeSpan.FromSeconds(60));
-        }
-        catch
-        {
-            await p.DisposeAsync();
-            throw;
-        }
-        return p;
-    }
+    /// <summary>
+    /// Starts a member on a fresh port. With no <paramref name="dataDir"/> it gets a temporary one,
+    /// deleted on dispose; a caller's directory is kept, and reusing it means a restart.
+    /// </summary>
+    public static Task<KvJournalProcess> StartAsync(string? dataDir = null, params string[] extraArgs) =>
+        ReadyAsync(new KvJournalProcess(Ports.Free(), dataDir ?? Paths.NewTempDir("kvj"), dataDir is null, extraArgs));
 }
 
 /// <summary>The reference etcd (Debian's package), single member, fsync off: only its answers matter here.</summary>
 public sealed class ReferenceEtcdProcess : ServerProcess
 {
     private ReferenceEtcdProcess(int port, int peerPort, string dataDir)
-        : base(Paths.Etcd, Args(port, peerPort, dataDir), port, dataDir)
+        : base(Paths.Etcd, Args(port, peerPort, dataDir), port, dataDir, ownsDataDir: true)
     {
     }
 
@@ -149,18 +159,6 @@ public sealed class ReferenceEtcdProcess : ServerProcess
             "--initial-cluster-state", "new", "--unsafe-no-fsync", "--log-level", "error"];
     }
 
-    public static async Task<ReferenceEtcdProcess> StartAsync()
-    {
-        var p = new ReferenceEtcdProcess(Ports.Free(), Ports.Free(), Paths.NewTempDir("etcdref"));
-        try
-        {
-            await p.WaitReadyAsync(TimeSpan.FromSeconds(60));
-        }
-        catch
-        {
-            await p.DisposeAsync();
-            throw;
-        }
-        return p;
-    }
+    public static Task<ReferenceEtcdProcess> StartAsync() =>
+        ReadyAsync(new ReferenceEtcdProcess(Ports.Free(), Ports.Free(), Paths.NewTempDir("etcdref")));
 }
