@@ -29,14 +29,12 @@ public static class Program
             return 2;
         }
 
-        using var stop = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; stop.Cancel(); };
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => stop.Cancel();
-
+        // SIGINT and SIGTERM stop the host (its console lifetime); the server then closes the journal.
         await using var server = new KvJournalServer(options);
-        await server.StartAsync(stop.Token);
+        await server.StartAsync(CancellationToken.None);
         Console.Error.WriteLine($"kvjournal: member {options.Name} ready to serve client requests on {string.Join(",", options.ListenClientUrls)} (data dir {Path.GetFullPath(options.EffectiveDataDir)})");
-        await server.WaitForShutdownAsync(stop.Token);
+        await server.WaitForShutdownAsync(CancellationToken.None);
+        Console.Error.WriteLine($"kvjournal: member {options.Name} stopped");
         return 0;
     }
 }
