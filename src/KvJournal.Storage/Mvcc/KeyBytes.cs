@@ -34,11 +34,4 @@ public readonly struct KeyRange
         if (rangeEnd.Length == 1 && rangeEnd[0] == 0) return new KeyRange(key, null, single: false);
         return new KeyRange(key, rangeEnd, single: false);
     }
-
-    public bool Contains(ReadOnlySpan<byte> k)
-    {
-        if (IsSingleKey) return k.SequenceEqual(Key.Span);
-        if (k.SequenceCompareTo(Key.Span) < 0) return false;
-        return End is null || k.SequenceCompareTo(End.Span) < 0;
-    }
 }
