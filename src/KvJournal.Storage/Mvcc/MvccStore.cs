@@ -145,17 +145,19 @@ public sealed class MvccStore
         {
             EnsureWritable();
             long rev = BeginRevision + 1;
+            // Read before this delete's own tombstones count as changes (ReadRevision moves with them).
             long read = ReadRevision;
-            List<KeyHistory>? victims = null;
+            long deleted = 0;
+            // Appending to a history does not change the index, so tombstones go in during the scan.
             foreach (var h in _store._index.Range(range))
             {
-                if (h.TryGetLive(read, out _)) (victims ??= []).Add(h);
+                if (!h.TryGetLive(read, out _)) continue;
+                h.Append(new KeyVersion(rev, 0, 0, 0, ByteString.Empty));
+                (_touched ??= []).Add(h);
+                deleted++;
             }
-            if (victims is null) return 0;
-            foreach (var h in victims) h.Append(new KeyVersion(rev, 0, 0, 0, ByteString.Empty));
-            (_touched ??= []).AddRange(victims);
-            _changes += victims.Count;
-            return victims.Count;
+            _changes += (int)deleted;
+            return deleted;
         }
 
         /// <summary>
