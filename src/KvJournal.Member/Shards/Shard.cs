@@ -6,11 +6,12 @@ using KvJournal.Member.Tail;
 using KvJournal.Protos.Journal;
 using KvJournal.Storage.Apply;
 using KvJournal.Storage.Mvcc;
+using KvJournal.Storage.Watch;
 
 namespace KvJournal.Member.Shards;
 
-/// <summary>Limits a shard enforces on proposals.</summary>
-public sealed record ShardOptions(ulong MemberId, int MaxRequestBytes);
+/// <summary>Limits a shard enforces on proposals, and how often watchers hear progress.</summary>
+public sealed record ShardOptions(ulong MemberId, int MaxRequestBytes, TimeSpan ProgressNotifyInterval);
 
 /// <summary>
 /// One etcd keyspace served by this member: its journal, store and applier. Writes are proposed
@@ -35,10 +36,14 @@ public sealed class Shard : IAsyncDisposable
         Store = new MvccStore();
         Txns = new TxnExecutor(new NoLeases());
         _applier = new KvApplier(Store, Txns);
-        _tailer = new ShardTailer(journal, Store, _applier, _pending, _applied, options.MemberId);
+        Watches = new WatchHub(Store, options.ProgressNotifyInterval);
+        _tailer = new ShardTailer(journal, Store, _applier, Watches, _pending, _applied, options.MemberId);
     }
 
     public MvccStore Store { get; }
+
+    /// <summary>The shard's watchers, fed by the applier.</summary>
+    public WatchHub Watches { get; }
 
     /// <summary>Txn semantics over this shard's store (and, once leases land, its lessor).</summary>
     public TxnExecutor Txns { get; }
@@ -132,6 +137,7 @@ public sealed class Shard : IAsyncDisposable
     {
         await _stopping.CancelAsync().ConfigureAwait(false);
         try { await _tailing.ConfigureAwait(false); } catch (OperationCanceledException) { }
+        await Watches.DisposeAsync().ConfigureAwait(false);
         _stopping.Dispose();
     }
 }

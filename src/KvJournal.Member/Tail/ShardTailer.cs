@@ -3,19 +3,22 @@ using KvJournal.Member.Propose;
 using KvJournal.Member.Reads;
 using KvJournal.Storage.Apply;
 using KvJournal.Storage.Mvcc;
+using KvJournal.Storage.Watch;
 
 namespace KvJournal.Member.Tail;
 
 /// <summary>
 /// The chaser: reads durable entries from the journal in order, applies each to the store under
-/// its write lock, then wakes the proposer of the entry (if it is this member) and the reads
-/// waiting for that position. Apply is fail-stop: an exception stops the shard; entries are
+/// its write lock, dispatches the new revision to watchers, then wakes the proposer of the entry
+/// (if it is this member) and the reads waiting for that position: a client that saw its write
+/// acknowledged can count on the watchers having been handed it. Apply is fail-stop: an exception stops the shard; entries are
 /// never skipped, since a member that skipped one would diverge from every other.
 /// </summary>
 internal sealed class ShardTailer(
     IJournal journal,
     MvccStore store,
     KvApplier applier,
+    WatchHub watches,
     PendingProposals pending,
     AppliedPosition applied,
     ulong memberId)
@@ -30,6 +33,7 @@ internal sealed class ShardTailer(
             {
                 var entry = JournalEntryCodec.Decode(raw.Data.Span);
                 ApplyResult result;
+                long before = store.CurrentRevision;
                 store.Lock.EnterWriteLock();
                 try
                 {
@@ -39,6 +43,7 @@ internal sealed class ShardTailer(
                 {
                     store.Lock.ExitWriteLock();
                 }
+                if (store.CurrentRevision != before) watches.Notify(store.CurrentRevision);
                 applied.Advance(raw.Position);
                 if (entry.MemberId == memberId) pending.Complete(entry.RequestId, result);
             }
@@ -59,6 +64,7 @@ internal sealed class ShardTailer(
     private void Stop(Exception reason)
     {
         applied.Stop(reason);
+        watches.Stop(reason);
         pending.FailAll(EtcdError.Stopped);
     }
 }

@@ -4,6 +4,7 @@ using KvJournal.Journal.Embedded;
 using KvJournal.Member.Shards;
 using KvJournal.Server.Api.Kv;
 using KvJournal.Server.Api.Unimplemented;
+using KvJournal.Server.Api.Watch;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
@@ -17,10 +18,6 @@ namespace KvJournal.Server.Hosting;
 /// </summary>
 public sealed class KvJournalServer : IAsyncDisposable
 {
-    // gRPC's receive limit sits above the request limit so an oversized request reaches our own
-    // check and gets etcd's "request is too large" (etcd adds the same 512 KiB).
-    private const int GrpcOverheadBytes = 512 * 1024;
-
     private readonly ServerOptions _options;
     private IJournal? _journal;
     private Shard? _shard;
@@ -35,7 +32,7 @@ public sealed class KvJournalServer : IAsyncDisposable
         ulong memberId = MemberIdentity.LoadOrCreate(dataDir);
         // Room for the journal entry framing around the largest request.
         _journal = new FasterLogJournal(Path.Combine(dataDir, "journal"), _options.MaxRequestBytes + 64 * 1024);
-        _shard = await Shard.OpenAsync(_journal, new ShardOptions(memberId, _options.MaxRequestBytes), cancellationToken).ConfigureAwait(false);
+        _shard = await Shard.OpenAsync(_journal, new ShardOptions(memberId, _options.MaxRequestBytes, _options.WatchProgressNotifyInterval), cancellationToken).ConfigureAwait(false);
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -50,7 +47,9 @@ public sealed class KvJournalServer : IAsyncDisposable
         builder.Services.AddSingleton(_shard);
         builder.Services.AddGrpc(o =>
         {
-            o.MaxReceiveMessageSize = _options.MaxRequestBytes + GrpcOverheadBytes;
+            // Above the request limit, so an oversized request reaches our own check and gets
+            // etcd's "request is too large".
+            o.MaxReceiveMessageSize = _options.MaxRequestBytes + ServerOptions.GrpcOverheadBytes;
             o.MaxSendMessageSize = null;
         });
 

@@ -19,6 +19,14 @@ public sealed record ServerOptions
     public int MaxTxnOps { get; init; } = 128;
     /// <summary>Backend quota; 0 means etcd's default of 2 GiB.</summary>
     public long QuotaBackendBytes { get; init; }
+    /// <summary>How often watchers that asked for progress notifications get one (etcd default 10 min).</summary>
+    public TimeSpan WatchProgressNotifyInterval { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// Room etcd adds above the request limit for gRPC framing: the receive limit, and the size
+    /// above which a watch response is fragmented.
+    /// </summary>
+    public const int GrpcOverheadBytes = 512 * 1024;
 
     public string EffectiveDataDir => DataDir ?? $"{Name}.etcd";
     public long EffectiveQuotaBytes => QuotaBackendBytes > 0 ? QuotaBackendBytes : 2L * 1024 * 1024 * 1024;
@@ -35,6 +43,7 @@ public sealed record ServerOptions
           --max-request-bytes N           maximum client request size in bytes (default 1572864)
           --max-txn-ops N                 maximum operations in one txn request (default 128)
           --quota-backend-bytes N         raise an alarm when the keyspace exceeds N bytes (default 0 = 2 GiB)
+          --watch-progress-notify-interval D   period of progress notifications to watchers that ask (default 10m)
           --help                          show this help
           --version                       print the version and exit
         """;
@@ -71,6 +80,9 @@ public sealed record ServerOptions
                 "max-request-bytes" => o with { MaxRequestBytes = (int)Number(name, Value(), 1, int.MaxValue - 1024 * 1024) },
                 "max-txn-ops" => o with { MaxTxnOps = (int)Number(name, Value(), 1, int.MaxValue) },
                 "quota-backend-bytes" => o with { QuotaBackendBytes = Number(name, Value(), 0, long.MaxValue) },
+                // etcd 3.5 spells it with the experimental- prefix; both are accepted.
+                "watch-progress-notify-interval" or "experimental-watch-progress-notify-interval" =>
+                    o with { WatchProgressNotifyInterval = Duration(name, Value()) },
                 _ => throw new ArgumentException($"unknown flag: --{name}"),
             };
         }
@@ -83,6 +95,41 @@ public sealed record ServerOptions
             throw new ArgumentException($"invalid value \"{text}\" for flag --{flag}: want an integer in [{min}, {max}]");
         return n;
     }
+
+    // Go's time.Duration syntax as etcd's flags take it: a sequence of number+unit ("10m", "1m30s", "500ms").
+    private static TimeSpan Duration(string flag, string text)
+    {
+        var rest = text.AsSpan();
+        double totalMs = 0;
+        if (rest.Length == 0) throw BadDuration(flag, text);
+        if (rest.SequenceEqual("0")) return TimeSpan.Zero;
+        while (rest.Length > 0)
+        {
+            int n = 0;
+            while (n < rest.Length && (char.IsAsciiDigit(rest[n]) || rest[n] == '.')) n++;
+            if (n == 0 || !double.TryParse(rest[..n], NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double number))
+                throw BadDuration(flag, text);
+            rest = rest[n..];
+            int u = 0;
+            while (u < rest.Length && char.IsAsciiLetter(rest[u]) || u < rest.Length && rest[u] == 'µ') u++;
+            double unitMs = rest[..u] switch
+            {
+                "h" => 3_600_000,
+                "m" => 60_000,
+                "s" => 1000,
+                "ms" => 1,
+                "us" or "µs" => 0.001,
+                "ns" => 0.000001,
+                _ => throw BadDuration(flag, text),
+            };
+            totalMs += number * unitMs;
+            rest = rest[u..];
+        }
+        return TimeSpan.FromMilliseconds(totalMs);
+    }
+
+    private static ArgumentException BadDuration(string flag, string text) =>
+        new($"invalid value \"{text}\" for flag --{flag}: want a duration such as 10m, 30s or 500ms");
 
     private static Uri[] Urls(string flag, string text)
     {

@@ -14,7 +14,7 @@ public static class KeyBytes
 /// A key range as etcd's API spells it: <c>range_end</c> empty = the single key; <c>range_end</c>
 /// = "\0" = every key ≥ key; otherwise [key, range_end). An end at or before key is empty.
 /// </summary>
-public readonly struct KeyRange
+public readonly struct KeyRange : IEquatable<KeyRange>
 {
     public ByteString Key { get; }
     /// <summary>Exclusive upper bound; null for a single key or for "to the end of the keyspace".</summary>
@@ -27,6 +27,24 @@ public readonly struct KeyRange
         End = end;
         IsSingleKey = single;
     }
+
+    public bool Contains(ByteString key)
+    {
+        if (IsSingleKey) return key.Equals(Key);
+        if (KeyBytes.Compare(key, Key) < 0) return false;
+        return End is null || KeyBytes.Compare(key, End) < 0;
+    }
+
+    public bool Equals(KeyRange other) =>
+        IsSingleKey == other.IsSingleKey && Key.Equals(other.Key) && Equals(End, other.End);
+
+    public override bool Equals(object? obj) => obj is KeyRange other && Equals(other);
+
+    public override int GetHashCode() => HashCode.Combine(Key, End, IsSingleKey);
+
+    public static bool operator ==(KeyRange left, KeyRange right) => left.Equals(right);
+
+    public static bool operator !=(KeyRange left, KeyRange right) => !left.Equals(right);
 
     public static KeyRange FromRequest(ByteString key, ByteString rangeEnd)
     {

@@ -23,7 +23,8 @@ internal readonly struct KeyVersion(long modRevision, long createRevision, long 
 /// Example: put a@2, put a@3, delete a@4, put a@6 gives
 /// [ {mod 2, create 2, ver 1}, {mod 3, create 2, ver 2}, {mod 4, tombstone}, {mod 6, create 6, ver 1} ].
 /// Reading at revision 5 finds the tombstone at 4: a is absent. Compacting at 5 drops everything up
-/// to and including that tombstone; compacting at 3 keeps {mod 3} because a read at 3 still needs it.
+/// to and including that tombstone; compacting at 3 keeps {mod 3} because a read at 3 still needs it;
+/// compacting at 4 keeps the tombstone, so a watch from 4 still sees the delete.
 /// A key is modified at most once per revision (etcd refuses a txn that writes one key twice).
 /// </remarks>
 internal sealed class KeyHistory(ByteString key)
@@ -48,6 +49,23 @@ internal sealed class KeyHistory(ByteString key)
         return false;
     }
 
+    /// <summary>
+    /// The version written at exactly <paramref name="revision"/> and the one before it (a watch
+    /// event and its prev_kv). False when compaction dropped that version.
+    /// </summary>
+    public bool TryGetWrittenAt(long revision, out KeyVersion version, out KeyVersion previous)
+    {
+        int i = IndexAtOrBefore(revision);
+        if (i < 0 || _versions[i].ModRevision != revision)
+        {
+            version = previous = default;
+            return false;
+        }
+        version = _versions[i];
+        previous = i > 0 ? _versions[i - 1] : default;
+        return true;
+    }
+
     public void Append(in KeyVersion version)
     {
         if (_count == _versions.Length) Array.Resize(ref _versions, _count * 2);
@@ -70,7 +88,10 @@ internal sealed class KeyHistory(ByteString key)
     {
         int i = IndexAtOrBefore(compactRevision);
         if (i < 0) return 0;
-        int drop = _versions[i].IsTombstone ? i + 1 : i;
+        // A tombstone written exactly at the compaction revision stays until the next compaction:
+        // a watch from that revision still replays the delete (etcd does the same).
+        ref readonly var v = ref _versions[i];
+        int drop = v.IsTombstone && v.ModRevision < compactRevision ? i + 1 : i;
         if (drop == 0) return 0;
         long released = 0;
         for (int j = 0; j < drop; j++) released += _versions[j].Value.Length;

@@ -15,6 +15,7 @@ namespace KvJournal.Storage.Mvcc;
 public sealed class MvccStore
 {
     private readonly TreeIndex _index = new();
+    private readonly ChangeLog _changes = new();
 
     /// <summary>Guards every field of the store. Lock order: this lock is never held while waiting.</summary>
     public ReaderWriterLockSlim Lock { get; } = new(LockRecursionPolicy.NoRecursion);
@@ -37,6 +38,7 @@ public sealed class MvccStore
     public void Compact(long revision)
     {
         CompactRevision = revision;
+        _changes.TrimBelow(revision);
         List<KeyHistory>? emptied = null;
         foreach (var h in _index.All())
         {
@@ -49,6 +51,24 @@ public sealed class MvccStore
             _index.Remove(h);
             SizeBytes -= h.Key.Length;
         }
+    }
+
+    /// <summary>Changes since the last compaction, by revision; read under the lock (or by the applier).</summary>
+    internal ChangeLog Changes => _changes;
+
+    /// <summary>
+    /// The watch event for <paramref name="change"/>, with the key's previous live value when asked;
+    /// null when compaction has dropped the change. A create carries no prev_kv (none exists).
+    /// </summary>
+    internal static Event? ToEvent(in Change change, bool withPrevKv)
+    {
+        var h = change.History;
+        if (!h.TryGetWrittenAt(change.Revision, out var v, out var prev)) return null;
+        var e = v.IsTombstone
+            ? new Event { Type = Event.Types.EventType.Delete, Kv = new KeyValue { Key = h.Key, ModRevision = v.ModRevision } }
+            : new Event { Type = Event.Types.EventType.Put, Kv = ToKeyValue(h, v, keysOnly: false) };
+        if (withPrevKv && prev.ModRevision != 0 && !prev.IsTombstone) e.PrevKv = ToKeyValue(h, prev, keysOnly: false);
+        return e;
     }
 
     internal static KeyValue ToKeyValue(KeyHistory h, in KeyVersion v, bool keysOnly) => new()
@@ -69,6 +89,7 @@ public sealed class MvccStore
     {
         private readonly MvccStore _store;
         private readonly bool _writable;
+        private readonly int _changeMark;
         private int _changes;
         // Histories this txn appended to, in order, so an aborted txn can take its writes back.
         private List<KeyHistory>? _touched;
@@ -78,6 +99,7 @@ public sealed class MvccStore
             _store = store;
             _writable = writable;
             BeginRevision = store.CurrentRevision;
+            _changeMark = store._changes.Count;
         }
 
         public long BeginRevision { get; }
@@ -136,6 +158,7 @@ public sealed class MvccStore
             }
             h.Append(new KeyVersion(rev, create, version, lease, value));
             _store.SizeBytes += value.Length;
+            _store._changes.Append(rev, h);
             (_touched ??= []).Add(h);
             _changes++;
         }
@@ -153,6 +176,7 @@ public sealed class MvccStore
             {
                 if (!h.TryGetLive(read, out _)) continue;
                 h.Append(new KeyVersion(rev, 0, 0, 0, ByteString.Empty));
+                _store._changes.Append(rev, h);
                 (_touched ??= []).Add(h);
                 deleted++;
             }
@@ -167,6 +191,7 @@ public sealed class MvccStore
         public void Abort()
         {
             if (_touched is null) return;
+            _store._changes.TruncateTo(_changeMark);
             for (int i = _touched.Count - 1; i >= 0; i--)
             {
                 var h = _touched[i];

@@ -38,3 +38,79 @@ public static class Etcdctl
         return new Result(p.ExitCode, await stdout, await stderr);
     }
 }
+
+/// <summary>
+/// A long-running etcdctl (watch, watch -i) whose output lines the test reads as they come; the
+/// process is killed by its PID on dispose.
+/// </summary>
+public sealed class EtcdctlSession : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly System.Threading.Channels.Channel<string> _lines = System.Threading.Channels.Channel.CreateUnbounded<string>();
+
+    public EtcdctlSession(string endpoint, params string[] args)
+    {
+        var psi = new ProcessStartInfo(Paths.Etcdctl)
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        psi.Environment["ETCDCTL_API"] = "3";
+        psi.ArgumentList.Add($"--endpoints={endpoint}");
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        _process = new Process { StartInfo = psi };
+        _process.OutputDataReceived += (_, e) => { if (e.Data is not null) _lines.Writer.TryWrite(e.Data); };
+        _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) _lines.Writer.TryWrite("stderr: " + e.Data); };
+        _process.Start();
+        _process.BeginOutputReadLine();
+        _process.BeginErrorReadLine();
+    }
+
+    public async Task SendLineAsync(string line)
+    {
+        await _process.StandardInput.WriteLineAsync(line);
+        await _process.StandardInput.FlushAsync();
+    }
+
+    /// <summary>
+    /// Collects output lines up to and including the first one <paramref name="last"/> accepts.
+    /// <paramref name="poke"/>, when given, runs at the start and again whenever 250 ms pass
+    /// without output (e.g. to repeat a progress request the server ignored).
+    /// </summary>
+    public async Task<List<string>> ReadUntilAsync(Func<string, bool> last, Func<Task>? poke = null, TimeSpan? wait = null)
+    {
+        var lines = new List<string>();
+        var deadline = DateTime.UtcNow + (wait ?? TimeSpan.FromSeconds(30));
+        if (poke is not null) await poke();
+        while (true)
+        {
+            var left = deadline - DateTime.UtcNow;
+            if (left <= TimeSpan.Zero) throw new TimeoutException("etcdctl output so far:\n" + string.Join('\n', lines));
+            using var cts = new CancellationTokenSource(poke is null ? left : TimeSpan.FromMilliseconds(Math.Min(250, left.TotalMilliseconds)));
+            string line;
+            try
+            {
+                line = await _lines.Reader.ReadAsync(cts.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                if (poke is not null) await poke();
+                continue;
+            }
+            lines.Add(line);
+            if (last(line)) return lines;
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            _process.Kill();
+            await _process.WaitForExitAsync();
+        }
+        _process.Dispose();
+    }
+}

@@ -144,8 +144,8 @@ public sealed class KvJournalProcess : ServerProcess
 /// <summary>The reference etcd (Debian's package), single member, fsync off: only its answers matter here.</summary>
 public sealed class ReferenceEtcdProcess : ServerProcess
 {
-    private ReferenceEtcdProcess(int port, int peerPort, string dataDir)
-        : base(Paths.Etcd, Args(port, peerPort, dataDir), port, dataDir, ownsDataDir: true)
+    private ReferenceEtcdProcess(int port, int peerPort, string dataDir, IEnumerable<string> extraArgs)
+        : base(Paths.Etcd, Args(port, peerPort, dataDir).Concat(extraArgs), port, dataDir, ownsDataDir: true)
     {
     }
 
@@ -159,6 +159,7 @@ public sealed class ReferenceEtcdProcess : ServerProcess
             "--initial-cluster-state", "new", "--unsafe-no-fsync", "--log-level", "error"];
     }
 
-    public static Task<ReferenceEtcdProcess> StartAsync() =>
-        ReadyAsync(new ReferenceEtcdProcess(Ports.Free(), Ports.Free(), Paths.NewTempDir("etcdref")));
+    /// <summary>Starts etcd; <paramref name="extraArgs"/> are etcd 3.5 flags (e.g. --experimental-watch-progress-notify-interval).</summary>
+    public static Task<ReferenceEtcdProcess> StartAsync(params string[] extraArgs) =>
+        ReadyAsync(new ReferenceEtcdProcess(Ports.Free(), Ports.Free(), Paths.NewTempDir("etcdref"), extraArgs));
 }

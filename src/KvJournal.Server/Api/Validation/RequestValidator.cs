@@ -1,6 +1,8 @@
 using Etcdserverpb;
 using Google.Protobuf;
 using KvJournal.Storage.Apply;
+using KvJournal.Storage.Mvcc;
+using KvJournal.Storage.Watch;
 
 namespace KvJournal.Server.Api.Validation;
 
@@ -22,6 +24,28 @@ public static class RequestValidator
         if (p.IgnoreValue && !p.Value.IsEmpty) return EtcdError.ValueProvided;
         if (p.IgnoreLease && p.Lease != 0) return EtcdError.LeaseProvided;
         return EtcdError.None;
+    }
+
+    /// <summary>
+    /// Turns a watch create into a spec, with etcd's normalisation (v3rpc watch.go recvLoop): an
+    /// empty key is "\0", the smallest key; range_end "\0" means every key ≥ key. Returns the
+    /// cancel reason etcd gives when it refuses the create, or null.
+    /// </summary>
+    public static string? WatchCreate(WatchCreateRequest c, out WatchSpec spec)
+    {
+        spec = default;
+        if (c.StartRevision < 0) return "etcdserver: mvcc: required revision has been compacted";
+        var key = c.Key.IsEmpty ? ByteString.CopyFrom(0) : c.Key;
+        var range = KeyRange.FromRequest(key, c.RangeEnd);
+        if (range.End is { } end && KeyBytes.Compare(key, end) >= 0) return WatchErrors.EmptyRange;
+        bool noPut = false, noDelete = false;
+        foreach (var f in c.Filters)
+        {
+            if (f == WatchCreateRequest.Types.FilterType.Noput) noPut = true;
+            else if (f == WatchCreateRequest.Types.FilterType.Nodelete) noDelete = true;
+        }
+        spec = new WatchSpec(c.WatchId, range, c.StartRevision, c.PrevKv, noPut, noDelete, c.ProgressNotify, c.Fragment);
+        return null;
     }
 
     public static EtcdError DeleteRange(DeleteRangeRequest d) => d.Key.IsEmpty ? EtcdError.EmptyKey : EtcdError.None;

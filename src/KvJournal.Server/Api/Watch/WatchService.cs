@@ -1,0 +1,102 @@
+using Etcdserverpb;
+using Grpc.Core;
+using KvJournal.Member.Shards;
+using KvJournal.Server.Api.Validation;
+using KvJournal.Server.Hosting;
+using KvJournal.Storage.Watch;
+
+namespace KvJournal.Server.Api.Watch;
+
+/// <summary>
+/// etcd's Watch service: one bidirectional call is one <see cref="WatchStream"/>. The receive side
+/// turns requests into hub calls; the send side drains the stream's ordered queue to the wire.
+/// </summary>
+public sealed class WatchService(Shard shard, ServerOptions options) : Etcdserverpb.Watch.WatchBase
+{
+    // etcd fragments responses above the request limit plus gRPC overhead (MaxRequestBytesWithOverhead).
+    private readonly int _fragmentAbove = options.MaxRequestBytes + ServerOptions.GrpcOverheadBytes;
+
+    // Metadata etcd clients add with WithRequireLeader (kube-apiserver always does).
+    private const string RequireLeaderKey = "hasleader";
+
+    public override async Task Watch(IAsyncStreamReader<WatchRequest> requestStream, IServerStreamWriter<WatchResponse> responseStream, ServerCallContext context)
+    {
+        bool requireLeader = context.RequestHeaders.GetValue(RequireLeaderKey) == "true";
+        using var stream = shard.Watches.OpenStream();
+        using var done = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        var sending = SendAsync(stream, responseStream, done.Token);
+        var receiving = ReceiveAsync(stream, requestStream, done.Token);
+        var first = await Task.WhenAny(sending, receiving).ConfigureAwait(false);
+        await done.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            // The client closing its side ends the call, as in etcd; a send failure ends it too.
+            await first.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        {
+            // The client went away.
+        }
+        catch (Exception ex) when (ex is not RpcException && first == sending && !context.CancellationToken.IsCancellationRequested)
+        {
+            // The hub ended the stream because the shard stopped: the member lost its journal.
+            throw new RpcException(requireLeader
+                ? new Status(StatusCode.Unavailable, "etcdserver: no leader")
+                : new Status(StatusCode.Unavailable, "etcdserver: server stopped"));
+        }
+        finally
+        {
+            try { await Task.WhenAll(sending, receiving).ConfigureAwait(false); }
+            catch (Exception) { /* the first outcome is what the client hears */ }
+        }
+    }
+
+    private async Task ReceiveAsync(WatchStream stream, IAsyncStreamReader<WatchRequest> requests, CancellationToken cancellationToken)
+    {
+        await foreach (var request in requests.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+        {
+            switch (request.RequestUnionCase)
+            {
+                case WatchRequest.RequestUnionOneofCase.CreateRequest:
+                    if (RequestValidator.WatchCreate(request.CreateRequest, out var spec) is { } refusal) shard.Watches.Refuse(stream, refusal);
+                    else stream.Create(spec);
+                    break;
+                case WatchRequest.RequestUnionOneofCase.CancelRequest:
+                    stream.Cancel(request.CancelRequest.WatchId);
+                    break;
+                case WatchRequest.RequestUnionOneofCase.ProgressRequest:
+                    stream.RequestProgress();
+                    break;
+                default:
+                    // etcd ignores a request it does not understand rather than end the stream.
+                    break;
+            }
+        }
+    }
+
+    private async Task SendAsync(WatchStream stream, IServerStreamWriter<WatchResponse> responses, CancellationToken cancellationToken)
+    {
+        var buffered = new WriteOptions(WriteFlags.BufferHint);
+        var queue = stream.Responses;
+        while (await queue.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (queue.TryRead(out var item))
+            {
+                var response = item.Response;
+                ResponseHeaders.Fill(response.Header, shard);
+                // Flush only when the queue is drained, so a burst leaves in few network writes.
+                responses.WriteOptions = queue.TryPeek(out _) ? buffered : WriteOptions.Default;
+                if (item.Watcher is { Fragment: true } && response.Events.Count > 1 && response.CalculateSize() >= _fragmentAbove)
+                {
+                    foreach (var piece in WatchFragments.Split(response, _fragmentAbove))
+                        await responses.WriteAsync(piece, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    await responses.WriteAsync(response, cancellationToken).ConfigureAwait(false);
+                }
+                stream.Sent(item);
+            }
+        }
+    }
+}

@@ -1,0 +1,549 @@
+using System.Threading.Channels;
+using Etcdserverpb;
+using Google.Protobuf;
+using KvJournal.Storage.Mvcc;
+using Mvccpb;
+
+namespace KvJournal.Storage.Watch;
+
+/// <summary>
+/// Every watcher of one store (etcd's watchableStore): dispatches each applied revision to the
+/// synced watchers, and catches lagging ones up from the store's change log.
+/// </summary>
+/// <remarks>
+/// The applier calls <see cref="Notify"/> after each revision it applies, on its own thread and
+/// before the write is acknowledged. Notify never blocks: a watcher whose queue is full is moved to
+/// the unsynced set and replayed later from history, so a slow client stalls neither writes nor
+/// other watchers. Catch-up reads the change log under the store's read lock in bounded batches
+/// and queues the responses after releasing it.
+/// Lock order: the store lock is never taken while holding <see cref="_lock"/>.
+/// </remarks>
+public sealed class WatchHub : IAsyncDisposable
+{
+    /// <summary>Responses a watcher may have queued before it counts as slow (etcd's chanBufLen).</summary>
+    public const int MaxPendingPerWatcher = 128;
+
+    // Catch-up bounds per round: watchers considered (etcd's maxWatchersPerSync) and revisions read
+    // (etcd's watchBatchMaxRevs); the work bound keeps each read-lock hold short.
+    private const int CatchUpWatchers = 512;
+    private const int CatchUpMaxRevisions = 1000;
+    private const long CatchUpMaxWork = 200_000;
+
+    private readonly MvccStore _store;
+    private readonly Lock _lock = new();
+    // Synced watchers, grouped by what they watch so a revision is matched once per range.
+    private readonly Dictionary<ByteString, WatchGroup> _keyGroups = [];
+    private readonly Dictionary<KeyRange, WatchGroup> _rangeGroups = [];
+    private readonly HashSet<Watcher> _unsynced = [];
+    private readonly HashSet<WatchStream> _streams = [];
+    private readonly Channel<bool> _catchUpSignal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Task _catchUp;
+    private readonly Task _progress;
+    private long _notified;
+    private Exception? _stopped;
+
+    public WatchHub(MvccStore store, TimeSpan progressNotifyInterval)
+    {
+        _store = store;
+        _notified = store.CurrentRevision;
+        _catchUp = Task.Run(() => CatchUpLoopAsync(_stopping.Token));
+        _progress = Task.Run(() => ProgressLoopAsync(progressNotifyInterval, _stopping.Token));
+    }
+
+    /// <summary>The last revision dispatched to synced watchers.</summary>
+    public long NotifiedRevision
+    {
+        get { lock (_lock) return _notified; }
+    }
+
+    public int WatcherCount
+    {
+        get
+        {
+            lock (_lock)
+            {
+                int n = 0;
+                foreach (var s in _streams) n += s.Watchers.Count;
+                return n;
+            }
+        }
+    }
+
+    public WatchStream OpenStream()
+    {
+        var stream = new WatchStream(this);
+        lock (_lock)
+        {
+            if (_stopped is not null) stream.Complete(_stopped);
+            else _streams.Add(stream);
+        }
+        return stream;
+    }
+
+    // ---- stream requests ----
+
+    internal void Create(WatchStream stream, WatchSpec spec)
+    {
+        lock (_lock)
+        {
+            long id = spec.WatchId;
+            if (id == 0)
+            {
+                while (stream.Watchers.ContainsKey(stream.NextAutoId)) stream.NextAutoId++;
+                id = stream.NextAutoId++;
+            }
+            else if (stream.Watchers.ContainsKey(id))
+            {
+                stream.Enqueue(CreateRefused(WatchErrors.DuplicateId), null);
+                return;
+            }
+
+            // "From now" starts after the last dispatched revision, which the created header reports.
+            long next = spec.StartRevision == 0 ? _notified + 1 : spec.StartRevision;
+            var w = new Watcher(stream, id, spec, next);
+            stream.Watchers.Add(id, w);
+            stream.Enqueue(new WatchResponse { Header = new ResponseHeader { Revision = _notified }, WatchId = id, Created = true }, null);
+            if (next > _notified) MakeSynced(w);
+            else
+            {
+                _unsynced.Add(w);
+                SignalCatchUp();
+            }
+        }
+    }
+
+    /// <summary>A create refused before any watcher exists (etcd: created and canceled, id -1).</summary>
+    internal WatchResponse CreateRefused(string reason) => new()
+    {
+        Header = new ResponseHeader { Revision = _notified },
+        WatchId = -1,
+        Created = true,
+        Canceled = true,
+        CancelReason = reason,
+    };
+
+    /// <summary>Queues a refusal for a create that failed validation.</summary>
+    public void Refuse(WatchStream stream, string reason)
+    {
+        lock (_lock) stream.Enqueue(CreateRefused(reason), null);
+    }
+
+    internal void Cancel(WatchStream stream, long watchId)
+    {
+        lock (_lock)
+        {
+            // etcd ignores a cancel for an id the stream does not have.
+            if (!stream.Watchers.TryGetValue(watchId, out var w)) return;
+            Remove(w);
+            stream.Enqueue(new WatchResponse { Header = new ResponseHeader { Revision = _notified }, WatchId = watchId, Canceled = true }, null);
+            MaybeAnswerDeferredProgress(stream);
+        }
+    }
+
+    internal void RequestProgress(WatchStream stream)
+    {
+        lock (_lock)
+        {
+            if (!TryAnswerProgress(stream)) stream.ProgressDeferred = true;
+        }
+    }
+
+    internal void Close(WatchStream stream)
+    {
+        lock (_lock)
+        {
+            foreach (var w in stream.Watchers.Values) Unlink(w);
+            stream.Watchers.Clear();
+            _streams.Remove(stream);
+            stream.Complete(null);
+        }
+    }
+
+    // ---- dispatch from the applier ----
+
+    /// <summary>
+    /// Dispatches the changes of <paramref name="revision"/>, the revision just applied, to the
+    /// synced watchers. Called by the applier thread (the store's only writer) after each revision.
+    /// </summary>
+    public void Notify(long revision)
+    {
+        var log = _store.Changes;
+        int first = log.FirstAtOrAfter(revision), end = log.Count;
+        lock (_lock)
+        {
+            if (revision <= _notified) return;
+            if (first < end && (_keyGroups.Count > 0 || _rangeGroups.Count > 0))
+            {
+                var batch = new RevisionEvents(log, first, end);
+                if (_keyGroups.Count > 0)
+                {
+                    for (int i = first; i < end; i++)
+                    {
+                        if (_keyGroups.TryGetValue(log[i].History.Key, out var g)) Deliver(g, revision, batch, i, i + 1);
+                    }
+                }
+                foreach (var g in _rangeGroups.Values) Deliver(g, revision, batch, first, end);
+                FlushSlow();
+            }
+            _notified = revision;
+        }
+    }
+
+    // Scratch for Notify (applier thread, under _lock).
+    private readonly List<Watcher> _slow = [];
+    private readonly List<int> _matched = [];
+
+    // Sends the events of [from, to) that fall in g's range to each synced watcher of g.
+    private void Deliver(WatchGroup g, long revision, RevisionEvents batch, int from, int to)
+    {
+        var matched = _matched;
+        matched.Clear();
+        for (int i = from; i < to; i++)
+        {
+            if (g.Range.Contains(batch.Log[i].History.Key)) matched.Add(i);
+        }
+        if (matched.Count == 0) return;
+        foreach (var w in g.Watchers)
+        {
+            if (revision < w.NextRevision) continue; // catch-up already delivered it
+            List<Event>? events = null;
+            foreach (int i in matched)
+            {
+                var e = batch.Get(i, w.Spec.PrevKv);
+                if (e is not null && w.Wants(e.Type)) (events ??= []).Add(e);
+            }
+            if (events is null) continue;
+            if (w.Pending >= MaxPendingPerWatcher)
+            {
+                // Too slow to keep up: replay this revision and later ones from history instead.
+                w.NextRevision = revision;
+                _slow.Add(w);
+                continue;
+            }
+            SendEvents(w, revision, events);
+            w.NextRevision = revision + 1;
+        }
+    }
+
+    private void FlushSlow()
+    {
+        if (_slow.Count == 0) return;
+        foreach (var w in _slow)
+        {
+            GroupOf(w.Spec.Range, create: false)?.Watchers.Remove(w);
+            RemoveEmptyGroup(w.Spec.Range);
+            w.Synced = false;
+            _unsynced.Add(w);
+        }
+        _slow.Clear();
+        SignalCatchUp();
+    }
+
+    private static void SendEvents(Watcher w, long revision, List<Event> events)
+    {
+        var response = new WatchResponse { Header = new ResponseHeader { Revision = revision }, WatchId = w.Id };
+        response.Events.AddRange(events);
+        w.ProgressDue = false;
+        w.Stream.Enqueue(response, w);
+    }
+
+    // Catch-up responses are cut at revision boundaries near this size, so a client with gRPC's
+    // common 4 MiB receive limit can follow a long history (etcd sends up to 1000 revisions at once).
+    private const int CatchUpResponseBytes = 1024 * 1024;
+
+    private static void SendHistory(Watcher w, long headerRevision, List<Event> events)
+    {
+        int start = 0;
+        long bytes = 0;
+        for (int i = 0; i < events.Count; i++)
+        {
+            bool newRevision = i > 0 && events[i].Kv.ModRevision != events[i - 1].Kv.ModRevision;
+            if (newRevision && bytes >= CatchUpResponseBytes)
+            {
+                SendEvents(w, headerRevision, events.GetRange(start, i - start));
+                start = i;
+                bytes = 0;
+            }
+            bytes += ApproximateSize(events[i]);
+        }
+        SendEvents(w, headerRevision, start == 0 ? events : events.GetRange(start, events.Count - start));
+    }
+
+    private static long ApproximateSize(Event e) =>
+        64 + e.Kv.Key.Length + e.Kv.Value.Length + (e.PrevKv is { } p ? p.Key.Length + p.Value.Length : 0);
+
+    // ---- catch-up from history ----
+
+    internal void SignalCatchUp() => _catchUpSignal.Writer.TryWrite(true);
+
+    private async Task CatchUpLoopAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                while (CatchUpOnce()) { }
+                // Waits for a signal (new lagging watcher, room freed); the timeout is only a backstop.
+                using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                timeout.CancelAfter(TimeSpan.FromMilliseconds(100));
+                try
+                {
+                    await _catchUpSignal.Reader.WaitToReadAsync(timeout.Token).ConfigureAwait(false);
+                    _catchUpSignal.Reader.TryRead(out _);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested) { }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested) { }
+    }
+
+    /// <summary>One bounded round of catch-up; true when it moved some watcher forward.</summary>
+    internal bool CatchUpOnce()
+    {
+        var batch = new List<Watcher>();
+        lock (_lock)
+        {
+            foreach (var w in _unsynced)
+            {
+                if (w.Pending >= MaxPendingPerWatcher) continue;
+                batch.Add(w);
+                if (batch.Count == CatchUpWatchers) break;
+            }
+        }
+        if (batch.Count == 0) return false;
+
+        var found = new List<Event>?[batch.Count];
+        long current, compacted, readTo;
+        _store.Lock.EnterReadLock();
+        try
+        {
+            current = _store.CurrentRevision;
+            compacted = _store.CompactRevision;
+            readTo = ReadHistory(batch, compacted, current, found);
+        }
+        finally
+        {
+            _store.Lock.ExitReadLock();
+        }
+
+        bool progressed = false;
+        lock (_lock)
+        {
+            for (int k = 0; k < batch.Count; k++)
+            {
+                var w = batch[k];
+                if (w.Removed) continue;
+                progressed = true;
+                if (w.NextRevision < compacted)
+                {
+                    // etcd: the watcher is dropped with the compaction point; the client sees it canceled.
+                    w.Stream.Enqueue(new WatchResponse { Header = new ResponseHeader(), WatchId = w.Id, CompactRevision = compacted, Canceled = true }, null);
+                    Remove(w);
+                    MaybeAnswerDeferredProgress(w.Stream);
+                    continue;
+                }
+                if (found[k] is { Count: > 0 } events) SendHistory(w, current, events);
+                if (readTo + 1 > w.NextRevision) w.NextRevision = readTo + 1;
+                if (w.NextRevision > _notified)
+                {
+                    _unsynced.Remove(w);
+                    MakeSynced(w);
+                    MaybeAnswerDeferredProgress(w.Stream);
+                }
+            }
+        }
+        return progressed;
+    }
+
+    // Collects, per watcher, the logged events from its next revision on, up to a revision bound;
+    // returns the last revision read. The caller holds the store's read lock.
+    private long ReadHistory(List<Watcher> batch, long compacted, long current, List<Event>?[] found)
+    {
+        long from = long.MaxValue;
+        foreach (var w in batch)
+        {
+            if (w.NextRevision >= compacted && w.NextRevision < from) from = w.NextRevision;
+        }
+        if (from == long.MaxValue || from > current) return current;
+
+        var log = _store.Changes;
+        long limit = Math.Min(current, from + CatchUpMaxRevisions - 1);
+        long work = 0, readTo = from - 1;
+        int i = log.FirstAtOrAfter(from);
+        var events = new RevisionEvents(log, i, log.FirstAtOrAfter(limit + 1));
+        while (i < log.Count)
+        {
+            long rev = log[i].Revision;
+            if (rev > limit || work >= CatchUpMaxWork) break;
+            // A revision is read whole, so no response splits one.
+            for (; i < log.Count && log[i].Revision == rev; i++)
+            {
+                var key = log[i].History.Key;
+                for (int k = 0; k < batch.Count; k++)
+                {
+                    var w = batch[k];
+                    if (rev < w.NextRevision || !w.Spec.Range.Contains(key)) continue;
+                    var e = events.Get(i, w.Spec.PrevKv);
+                    if (e is not null && w.Wants(e.Type)) (found[k] ??= []).Add(e);
+                }
+                work += batch.Count;
+            }
+            readTo = rev;
+        }
+        // Nothing logged past the last change read means the watchers have seen up to the head.
+        return i >= log.Count ? current : readTo;
+    }
+
+    // ---- progress ----
+
+    private async Task ProgressLoopAsync(TimeSpan interval, CancellationToken cancellationToken)
+    {
+        if (interval <= TimeSpan.Zero) return;
+        using var timer = new PeriodicTimer(interval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false)) ProgressTick();
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested) { }
+    }
+
+    // etcd's ticker: a watcher asking for progress notifications that got no events since the last
+    // tick hears the current revision, if it is synced and the revision is not before its start.
+    private void ProgressTick()
+    {
+        lock (_lock)
+        {
+            foreach (var s in _streams)
+            {
+                foreach (var w in s.Watchers.Values)
+                {
+                    if (!w.Spec.ProgressNotify) continue;
+                    if (w.ProgressDue && w.CanReportProgressAt(_notified))
+                        s.Enqueue(new WatchResponse { Header = new ResponseHeader { Revision = _notified }, WatchId = w.Id }, null);
+                    w.ProgressDue = true;
+                }
+            }
+        }
+    }
+
+    private bool TryAnswerProgress(WatchStream stream)
+    {
+        foreach (var w in stream.Watchers.Values)
+        {
+            if (!w.CanReportProgressAt(_notified)) return false;
+        }
+        // etcd answers through the stream's first watcher: no watchers, no answer.
+        if (stream.Watchers.Count > 0)
+            stream.Enqueue(new WatchResponse { Header = new ResponseHeader { Revision = _notified }, WatchId = -1 }, null);
+        return true;
+    }
+
+    private void MaybeAnswerDeferredProgress(WatchStream stream)
+    {
+        if (stream.ProgressDeferred && TryAnswerProgress(stream)) stream.ProgressDeferred = false;
+    }
+
+    // ---- bookkeeping (under _lock) ----
+
+    private void MakeSynced(Watcher w)
+    {
+        w.Synced = true;
+        GroupOf(w.Spec.Range, create: true)!.Watchers.Add(w);
+    }
+
+    private void Remove(Watcher w)
+    {
+        Unlink(w);
+        w.Stream.Watchers.Remove(w.Id);
+    }
+
+    private void Unlink(Watcher w)
+    {
+        w.Removed = true;
+        if (w.Synced)
+        {
+            GroupOf(w.Spec.Range, create: false)?.Watchers.Remove(w);
+            RemoveEmptyGroup(w.Spec.Range);
+        }
+        else _unsynced.Remove(w);
+    }
+
+    private WatchGroup? GroupOf(KeyRange range, bool create)
+    {
+        WatchGroup? g;
+        if (range.IsSingleKey)
+        {
+            if (!_keyGroups.TryGetValue(range.Key, out g) && create) _keyGroups.Add(range.Key, g = new WatchGroup(range));
+        }
+        else if (!_rangeGroups.TryGetValue(range, out g) && create) _rangeGroups.Add(range, g = new WatchGroup(range));
+        return g;
+    }
+
+    private void RemoveEmptyGroup(KeyRange range)
+    {
+        var g = GroupOf(range, create: false);
+        if (g is null || g.Watchers.Count > 0) return;
+        if (range.IsSingleKey) _keyGroups.Remove(range.Key);
+        else _rangeGroups.Remove(range);
+    }
+
+    /// <summary>Ends every stream with <paramref name="reason"/> (the shard stopped).</summary>
+    public void Stop(Exception reason)
+    {
+        lock (_lock)
+        {
+            _stopped = reason;
+            foreach (var s in _streams) s.Complete(reason);
+            _streams.Clear();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await Task.WhenAll(_catchUp, _progress).ConfigureAwait(false);
+        _stopping.Dispose();
+    }
+
+    /// <summary>Synced watchers of one key range.</summary>
+    private sealed class WatchGroup(KeyRange range)
+    {
+        public KeyRange Range { get; } = range;
+        public HashSet<Watcher> Watchers { get; } = [];
+    }
+
+    /// <summary>
+    /// The events of a stretch of the change log, built at most once in each form (with and without
+    /// prev_kv) however many watchers receive them.
+    /// </summary>
+    private sealed class RevisionEvents(ChangeLog log, int first, int end)
+    {
+        private readonly Event?[] _plain = new Event?[end - first];
+        private readonly Event?[] _withPrev = new Event?[end - first];
+        private readonly bool[] _built = new bool[(end - first) * 2];
+
+        public ChangeLog Log { get; } = log;
+
+        public Event? Get(int index, bool withPrevKv)
+        {
+            int slot = index - first;
+            int flag = slot * 2 + (withPrevKv ? 1 : 0);
+            var cache = withPrevKv ? _withPrev : _plain;
+            if (!_built[flag])
+            {
+                cache[slot] = MvccStore.ToEvent(Log[index], withPrevKv);
+                _built[flag] = true;
+            }
+            return cache[slot];
+        }
+    }
+
+}
+
+/// <summary>Cancel reasons etcd's mvcc layer gives for a refused create (watcher.go).</summary>
+public static class WatchErrors
+{
+    public const string DuplicateId = "mvcc: duplicate watch ID provided on the WatchStream";
+    public const string EmptyRange = "mvcc: watcher range is empty";
+}
