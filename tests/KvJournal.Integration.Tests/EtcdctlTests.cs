@@ -1,4 +1,4 @@
-using KvJournal.Integration.Tests.Infrastructure;
+using KvJournal.Testing;
 using Xunit;
 
 namespace KvJournal.Integration.Tests;

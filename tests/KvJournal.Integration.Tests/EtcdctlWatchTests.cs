@@ -1,5 +1,5 @@
 using System.Globalization;
-using KvJournal.Integration.Tests.Infrastructure;
+using KvJournal.Testing;
 using Xunit;
 
 namespace KvJournal.Integration.Tests;

@@ -1,7 +1,7 @@
 using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Core;
-using KvJournal.Integration.Tests.Infrastructure;
+using KvJournal.Testing;
 using Xunit;
 
 namespace KvJournal.Integration.Tests;

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Core;
-using KvJournal.Integration.Tests.Infrastructure;
+using KvJournal.Testing;
 using Xunit;
 
 namespace KvJournal.Integration.Tests;

@@ -2,7 +2,7 @@ using System.Diagnostics;
 using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Net.Client;
-using KvJournal.Integration.Tests.Infrastructure;
+using KvJournal.Testing;
 using Mvccpb;
 using Xunit;
 using Xunit.Abstractions;

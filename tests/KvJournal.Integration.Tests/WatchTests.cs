@@ -1,6 +1,6 @@
 using Etcdserverpb;
 using Google.Protobuf;
-using KvJournal.Integration.Tests.Infrastructure;
+using KvJournal.Testing;
 using Mvccpb;
 using Xunit;
 using Filter = Etcdserverpb.WatchCreateRequest.Types.FilterType;

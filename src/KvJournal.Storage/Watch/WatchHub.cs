@@ -1,6 +1,7 @@
 using System.Threading.Channels;
 using Etcdserverpb;
 using Google.Protobuf;
+using KvJournal.Protos.Wire;
 using KvJournal.Storage.Mvcc;
 using Mvccpb;
 
@@ -20,9 +21,6 @@ namespace KvJournal.Storage.Watch;
 /// </remarks>
 public sealed class WatchHub : IAsyncDisposable
 {
-    /// <summary>Responses a watcher may have queued before it counts as slow (etcd's chanBufLen).</summary>
-    public const int MaxPendingPerWatcher = 128;
-
     // Catch-up bounds per round: watchers considered (etcd's maxWatchersPerSync) and revisions read
     // (etcd's watchBatchMaxRevs); the work bound keeps each read-lock hold short.
     private const int CatchUpWatchers = 512;
@@ -95,7 +93,7 @@ public sealed class WatchHub : IAsyncDisposable
             }
             else if (stream.Watchers.ContainsKey(id))
             {
-                stream.Enqueue(CreateRefused(WatchErrors.DuplicateId), null);
+                stream.Enqueue(CreateRefused(WatchErrors.DuplicateId));
                 return;
             }
 
@@ -103,7 +101,7 @@ public sealed class WatchHub : IAsyncDisposable
             long next = spec.StartRevision == 0 ? _notified + 1 : spec.StartRevision;
             var w = new Watcher(stream, id, spec, next);
             stream.Watchers.Add(id, w);
-            stream.Enqueue(new WatchResponse { Header = new ResponseHeader { Revision = _notified }, WatchId = id, Created = true }, null);
+            stream.Enqueue(new WatchResponseFrame { Header = new ResponseHeader { Revision = _notified }, WatchId = id, Created = true });
             if (next > _notified) MakeSynced(w);
             else
             {
@@ -114,7 +112,7 @@ public sealed class WatchHub : IAsyncDisposable
     }
 
     /// <summary>A create refused before any watcher exists (etcd: created and canceled, id -1).</summary>
-    internal WatchResponse CreateRefused(string reason) => new()
+    internal WatchResponseFrame CreateRefused(string reason) => new()
     {
         Header = new ResponseHeader { Revision = _notified },
         WatchId = -1,
@@ -126,7 +124,7 @@ public sealed class WatchHub : IAsyncDisposable
     /// <summary>Queues a refusal for a create that failed validation.</summary>
     public void Refuse(WatchStream stream, string reason)
     {
-        lock (_lock) stream.Enqueue(CreateRefused(reason), null);
+        lock (_lock) stream.Enqueue(CreateRefused(reason));
     }
 
     internal void Cancel(WatchStream stream, long watchId)
@@ -136,7 +134,7 @@ public sealed class WatchHub : IAsyncDisposable
             // etcd ignores a cancel for an id the stream does not have.
             if (!stream.Watchers.TryGetValue(watchId, out var w)) return;
             Remove(w);
-            stream.Enqueue(new WatchResponse { Header = new ResponseHeader { Revision = _notified }, WatchId = watchId, Canceled = true }, null);
+            stream.Enqueue(new WatchResponseFrame { Header = new ResponseHeader { Revision = _notified }, WatchId = watchId, Canceled = true });
             MaybeAnswerDeferredProgress(stream);
         }
     }
@@ -207,14 +205,14 @@ public sealed class WatchHub : IAsyncDisposable
         foreach (var w in g.Watchers)
         {
             if (revision < w.NextRevision) continue; // catch-up already delivered it
-            List<Event>? events = null;
+            List<EncodedEvent>? events = null;
             foreach (int i in matched)
             {
                 var e = batch.Get(i, w.Spec.PrevKv);
-                if (e is not null && w.Wants(e.Type)) (events ??= []).Add(e);
+                if (e.Bytes is not null && w.Wants(e.Type)) (events ??= []).Add(e);
             }
             if (events is null) continue;
-            if (w.Pending >= MaxPendingPerWatcher)
+            if (w.Backlogged)
             {
                 // Too slow to keep up: replay this revision and later ones from history instead.
                 w.NextRevision = revision;
@@ -240,38 +238,33 @@ public sealed class WatchHub : IAsyncDisposable
         SignalCatchUp();
     }
 
-    private static void SendEvents(Watcher w, long revision, List<Event> events)
+    private static void SendEvents(Watcher w, long revision, List<EncodedEvent> events)
     {
-        var response = new WatchResponse { Header = new ResponseHeader { Revision = revision }, WatchId = w.Id };
-        response.Events.AddRange(events);
         w.ProgressDue = false;
-        w.Stream.Enqueue(response, w);
+        w.Stream.EnqueueEvents(w, revision, events);
     }
 
     // Catch-up responses are cut at revision boundaries near this size, so a client with gRPC's
     // common 4 MiB receive limit can follow a long history (etcd sends up to 1000 revisions at once).
     private const int CatchUpResponseBytes = 1024 * 1024;
 
-    private static void SendHistory(Watcher w, long headerRevision, List<Event> events)
+    private static void SendHistory(Watcher w, long headerRevision, List<EncodedEvent> events)
     {
         int start = 0;
         long bytes = 0;
         for (int i = 0; i < events.Count; i++)
         {
-            bool newRevision = i > 0 && events[i].Kv.ModRevision != events[i - 1].Kv.ModRevision;
+            bool newRevision = i > 0 && events[i].Revision != events[i - 1].Revision;
             if (newRevision && bytes >= CatchUpResponseBytes)
             {
                 SendEvents(w, headerRevision, events.GetRange(start, i - start));
                 start = i;
                 bytes = 0;
             }
-            bytes += ApproximateSize(events[i]);
+            bytes += events[i].Bytes.Length;
         }
         SendEvents(w, headerRevision, start == 0 ? events : events.GetRange(start, events.Count - start));
     }
-
-    private static long ApproximateSize(Event e) =>
-        64 + e.Kv.Key.Length + e.Kv.Value.Length + (e.PrevKv is { } p ? p.Key.Length + p.Value.Length : 0);
 
     // ---- catch-up from history ----
 
@@ -306,14 +299,14 @@ public sealed class WatchHub : IAsyncDisposable
         {
             foreach (var w in _unsynced)
             {
-                if (w.Pending >= MaxPendingPerWatcher) continue;
+                if (w.Backlogged) continue;
                 batch.Add(w);
                 if (batch.Count == CatchUpWatchers) break;
             }
         }
         if (batch.Count == 0) return false;
 
-        var found = new List<Event>?[batch.Count];
+        var found = new List<EncodedEvent>?[batch.Count];
         long current, compacted, readTo;
         _store.Lock.EnterReadLock();
         try
@@ -338,7 +331,7 @@ public sealed class WatchHub : IAsyncDisposable
                 if (w.NextRevision < compacted)
                 {
                     // etcd: the watcher is dropped with the compaction point; the client sees it canceled.
-                    w.Stream.Enqueue(new WatchResponse { Header = new ResponseHeader(), WatchId = w.Id, CompactRevision = compacted, Canceled = true }, null);
+                    w.Stream.Enqueue(new WatchResponseFrame { Header = new ResponseHeader(), WatchId = w.Id, CompactRevision = compacted, Canceled = true });
                     Remove(w);
                     MaybeAnswerDeferredProgress(w.Stream);
                     continue;
@@ -358,7 +351,7 @@ public sealed class WatchHub : IAsyncDisposable
 
     // Collects, per watcher, the logged events from its next revision on, up to a revision bound;
     // returns the last revision read. The caller holds the store's read lock.
-    private long ReadHistory(List<Watcher> batch, long compacted, long current, List<Event>?[] found)
+    private long ReadHistory(List<Watcher> batch, long compacted, long current, List<EncodedEvent>?[] found)
     {
         long from = long.MaxValue;
         foreach (var w in batch)
@@ -385,7 +378,7 @@ public sealed class WatchHub : IAsyncDisposable
                     var w = batch[k];
                     if (rev < w.NextRevision || !w.Spec.Range.Contains(key)) continue;
                     var e = events.Get(i, w.Spec.PrevKv);
-                    if (e is not null && w.Wants(e.Type)) (found[k] ??= []).Add(e);
+                    if (e.Bytes is not null && w.Wants(e.Type)) (found[k] ??= []).Add(e);
                 }
                 work += batch.Count;
             }
@@ -420,7 +413,7 @@ public sealed class WatchHub : IAsyncDisposable
                 {
                     if (!w.Spec.ProgressNotify) continue;
                     if (w.ProgressDue && w.CanReportProgressAt(_notified))
-                        s.Enqueue(new WatchResponse { Header = new ResponseHeader { Revision = _notified }, WatchId = w.Id }, null);
+                        s.Enqueue(new WatchResponseFrame { Header = new ResponseHeader { Revision = _notified }, WatchId = w.Id });
                     w.ProgressDue = true;
                 }
             }
@@ -435,7 +428,7 @@ public sealed class WatchHub : IAsyncDisposable
         }
         // etcd answers through the stream's first watcher: no watchers, no answer.
         if (stream.Watchers.Count > 0)
-            stream.Enqueue(new WatchResponse { Header = new ResponseHeader { Revision = _notified }, WatchId = -1 }, null);
+            stream.Enqueue(new WatchResponseFrame { Header = new ResponseHeader { Revision = _notified }, WatchId = -1 });
         return true;
     }
 
@@ -514,32 +507,36 @@ public sealed class WatchHub : IAsyncDisposable
     }
 
     /// <summary>
-    /// The events of a stretch of the change log, built at most once in each form (with and without
-    /// prev_kv) however many watchers receive them.
+    /// The events of a stretch of the change log, encoded at most once in each form (with and
+    /// without prev_kv) however many watchers receive them.
     /// </summary>
     private sealed class RevisionEvents(ChangeLog log, int first, int end)
     {
-        private readonly Event?[] _plain = new Event?[end - first];
-        private readonly Event?[] _withPrev = new Event?[end - first];
+        private readonly EncodedEvent[] _plain = new EncodedEvent[end - first];
+        private readonly EncodedEvent[] _withPrev = new EncodedEvent[end - first];
         private readonly bool[] _built = new bool[(end - first) * 2];
 
         public ChangeLog Log { get; } = log;
 
-        public Event? Get(int index, bool withPrevKv)
+        /// <summary>The encoded event; <see cref="EncodedEvent.Bytes"/> is null when compaction dropped it.</summary>
+        public EncodedEvent Get(int index, bool withPrevKv)
         {
             int slot = index - first;
             int flag = slot * 2 + (withPrevKv ? 1 : 0);
             var cache = withPrevKv ? _withPrev : _plain;
             if (!_built[flag])
             {
-                cache[slot] = MvccStore.ToEvent(Log[index], withPrevKv);
+                var change = Log[index];
+                if (MvccStore.ToEvent(change, withPrevKv) is { } e) cache[slot] = new EncodedEvent(change.Revision, e.Type, e.ToByteString());
                 _built[flag] = true;
             }
             return cache[slot];
         }
     }
-
 }
+
+/// <summary>An mvccpb.Event encoded once, shared by every response that carries it.</summary>
+internal readonly record struct EncodedEvent(long Revision, Event.Types.EventType Type, ByteString Bytes);
 
 /// <summary>Cancel reasons etcd's mvcc layer gives for a refused create (watcher.go).</summary>
 public static class WatchErrors

@@ -49,13 +49,32 @@ public sealed class Watcher
     internal bool ProgressDue { get; set; } = true;
 
     private int _pending;
+    private long _pendingBytes;
 
-    /// <summary>Responses queued for this watcher and not yet written to the client.</summary>
-    internal int Pending => Volatile.Read(ref _pending);
+    /// <summary>Its events response still in the stream's queue, which later revisions join; guarded by the stream.</summary>
+    internal OutboundResponse? Open { get; set; }
+
+    /// <summary>
+    /// Too much queued and not yet written to the client (etcd's full watcher channel): new
+    /// events are then left to catch-up from history instead of piling up in memory.
+    /// </summary>
+    internal bool Backlogged => Volatile.Read(ref _pending) >= MaxPendingResponses || Interlocked.Read(ref _pendingBytes) >= MaxPendingBytes;
+
+    /// <summary>Responses a watcher may have queued before it counts as slow (etcd's chanBufLen).</summary>
+    internal const int MaxPendingResponses = 128;
+
+    /// <summary>Event bytes a watcher may have queued before it counts as slow.</summary>
+    internal const long MaxPendingBytes = 4 * 1024 * 1024;
 
     internal void Queued() => Interlocked.Increment(ref _pending);
 
-    internal int Written() => Interlocked.Decrement(ref _pending);
+    internal void AddPendingBytes(long bytes) => Interlocked.Add(ref _pendingBytes, bytes);
+
+    internal void Written(long bytes)
+    {
+        Interlocked.Decrement(ref _pending);
+        Interlocked.Add(ref _pendingBytes, -bytes);
+    }
 
     /// <summary>True when the event passes this watcher's filters.</summary>
     internal bool Wants(Event.Types.EventType type) =>

@@ -1,22 +1,22 @@
-using Etcdserverpb;
 using Google.Protobuf;
+using KvJournal.Protos.Wire;
 
 namespace KvJournal.Server.Api.Watch;
 
 /// <summary>
 /// Splits a watch response the client allowed to be fragmented, as etcd's sendFragments does:
-/// each piece holds as many events as fit under the request limit (always at least one), all but
-/// the last are marked <c>fragment = true</c>.
+/// each piece holds as many events as fit under the limit (always at least one), all but the
+/// last are marked <c>fragment = true</c>.
 /// </summary>
 public static class WatchFragments
 {
-    public static IEnumerable<WatchResponse> Split(WatchResponse whole, int maxBytes)
+    public static IEnumerable<WatchResponseFrame> Split(WatchResponseFrame whole, int maxBytes)
     {
         var events = whole.Events;
         int idx = 0;
         while (idx < events.Count)
         {
-            var piece = new WatchResponse
+            var piece = new WatchResponseFrame
             {
                 Header = whole.Header,
                 WatchId = whole.WatchId,
@@ -26,11 +26,11 @@ public static class WatchFragments
                 CancelReason = whole.CancelReason,
                 Fragment = true,
             };
-            // Size grows by each event's field (tag + length + body), so it is summed, not recomputed.
+            // Each event adds its field (tag + length + bytes), so the size is summed, not recomputed.
             long size = piece.CalculateSize();
             while (idx < events.Count)
             {
-                int body = events[idx].CalculateSize();
+                int body = events[idx].Length;
                 long field = 1 + CodedOutputStream.ComputeLengthSize(body) + body;
                 if (piece.Events.Count > 0 && size + field >= maxBytes) break;
                 piece.Events.Add(events[idx]);

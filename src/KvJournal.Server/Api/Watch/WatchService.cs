@@ -1,6 +1,7 @@
 using Etcdserverpb;
 using Grpc.Core;
 using KvJournal.Member.Shards;
+using KvJournal.Protos.Wire;
 using KvJournal.Server.Api.Validation;
 using KvJournal.Server.Hosting;
 using KvJournal.Storage.Watch;
@@ -11,7 +12,7 @@ namespace KvJournal.Server.Api.Watch;
 /// etcd's Watch service: one bidirectional call is one <see cref="WatchStream"/>. The receive side
 /// turns requests into hub calls; the send side drains the stream's ordered queue to the wire.
 /// </summary>
-public sealed class WatchService(Shard shard, ServerOptions options) : Etcdserverpb.Watch.WatchBase
+public sealed class WatchService(Shard shard, ServerOptions options) : WatchServiceBase
 {
     // etcd fragments responses above the request limit plus gRPC overhead (MaxRequestBytesWithOverhead).
     private readonly int _fragmentAbove = options.MaxRequestBytes + ServerOptions.GrpcOverheadBytes;
@@ -19,7 +20,7 @@ public sealed class WatchService(Shard shard, ServerOptions options) : Etcdserve
     // Metadata etcd clients add with WithRequireLeader (kube-apiserver always does).
     private const string RequireLeaderKey = "hasleader";
 
-    public override async Task Watch(IAsyncStreamReader<WatchRequest> requestStream, IServerStreamWriter<WatchResponse> responseStream, ServerCallContext context)
+    public override async Task Watch(IAsyncStreamReader<WatchRequest> requestStream, IServerStreamWriter<WatchResponseFrame> responseStream, ServerCallContext context)
     {
         bool requireLeader = context.RequestHeaders.GetValue(RequireLeaderKey) == "true";
         using var stream = shard.Watches.OpenStream();
@@ -74,18 +75,17 @@ public sealed class WatchService(Shard shard, ServerOptions options) : Etcdserve
         }
     }
 
-    private async Task SendAsync(WatchStream stream, IServerStreamWriter<WatchResponse> responses, CancellationToken cancellationToken)
+    private async Task SendAsync(WatchStream stream, IServerStreamWriter<WatchResponseFrame> responses, CancellationToken cancellationToken)
     {
         var buffered = new WriteOptions(WriteFlags.BufferHint);
-        var queue = stream.Responses;
-        while (await queue.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+        while (await stream.WaitToTakeAsync(cancellationToken).ConfigureAwait(false))
         {
-            while (queue.TryRead(out var item))
+            while (stream.TryTake(out var item))
             {
-                var response = item.Response;
+                var response = item.Frame;
                 ResponseHeaders.Fill(response.Header, shard);
                 // Flush only when the queue is drained, so a burst leaves in few network writes.
-                responses.WriteOptions = queue.TryPeek(out _) ? buffered : WriteOptions.Default;
+                responses.WriteOptions = stream.HasMore ? buffered : WriteOptions.Default;
                 if (item.Watcher is { Fragment: true } && response.Events.Count > 1 && response.CalculateSize() >= _fragmentAbove)
                 {
                     foreach (var piece in WatchFragments.Split(response, _fragmentAbove))

@@ -4,7 +4,7 @@ using Google.Protobuf;
 using Grpc.Core;
 using Grpc.Net.Client;
 
-namespace KvJournal.Integration.Tests.Infrastructure;
+namespace KvJournal.Testing;
 
 /// <summary>
 /// One client Watch stream: requests go out as written; responses are read by a background loop

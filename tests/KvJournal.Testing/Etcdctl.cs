@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace KvJournal.Integration.Tests.Infrastructure;
+namespace KvJournal.Testing;
 
 /// <summary>Runs etcd's own etcdctl (v3 API) against one endpoint.</summary>
 public static class Etcdctl

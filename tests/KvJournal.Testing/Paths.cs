@@ -1,11 +1,11 @@
-namespace KvJournal.Integration.Tests.Infrastructure;
+namespace KvJournal.Testing;
 
 /// <summary>Where the repository, the built server and the reference etcd binaries are.</summary>
 public static class Paths
 {
     public static string RepoRoot { get; } = FindRepoRoot();
 
-    /// <summary>kvjournal.dll, copied next to the tests by the project reference.</summary>
+    /// <summary>kvjournal.dll, copied next to the tests (or the harness) by their project reference to the server.</summary>
     public static string ServerDll => Path.Combine(AppContext.BaseDirectory, "kvjournal.dll");
 
     /// <summary>The reference etcd's bin folder: $ETCDREF_HOME/bin, default /tmp/etcdref/bin (tools/test.sh installs it).</summary>

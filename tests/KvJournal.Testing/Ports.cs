@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace KvJournal.Integration.Tests.Infrastructure;
+namespace KvJournal.Testing;
 
 /// <summary>Free loopback ports, found by letting the OS pick one.</summary>
 public static class Ports

@@ -4,7 +4,7 @@ using Etcdserverpb;
 using Grpc.Core;
 using Grpc.Net.Client;
 
-namespace KvJournal.Integration.Tests.Infrastructure;
+namespace KvJournal.Testing;
 
 /// <summary>
 /// An etcd API server this test started as a child process on 127.0.0.1: a kvjournal member or
@@ -50,6 +50,20 @@ public abstract class ServerProcess : IAsyncDisposable
     public KV.KVClient Kv { get; }
     public int Pid => _process.Id;
     public bool HasExited => _process.HasExited;
+
+    /// <summary>Resident set size now (VmRSS) and at its peak (VmHWM), from /proc, in bytes.</summary>
+    public (long Current, long Peak) ResidentBytes()
+    {
+        long current = 0, peak = 0;
+        foreach (var line in File.ReadLines($"/proc/{Pid}/status"))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal)) current = Kibibytes(line) * 1024;
+            else if (line.StartsWith("VmHWM:", StringComparison.Ordinal)) peak = Kibibytes(line) * 1024;
+        }
+        return (current, peak);
+
+        static long Kibibytes(string line) => long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
+    }
 
     public string Output
     {
@@ -141,25 +155,28 @@ public sealed class KvJournalProcess : ServerProcess
         ReadyAsync(new KvJournalProcess(Ports.Free(), dataDir ?? Paths.NewTempDir("kvj"), dataDir is null, extraArgs));
 }
 
-/// <summary>The reference etcd (Debian's package), single member, fsync off: only its answers matter here.</summary>
+/// <summary>The reference etcd (Debian's package), single member; fsync off unless asked (tests compare answers only).</summary>
 public sealed class ReferenceEtcdProcess : ServerProcess
 {
-    private ReferenceEtcdProcess(int port, int peerPort, string dataDir, IEnumerable<string> extraArgs)
-        : base(Paths.Etcd, Args(port, peerPort, dataDir).Concat(extraArgs), port, dataDir, ownsDataDir: true)
+    private ReferenceEtcdProcess(int port, int peerPort, string dataDir, bool fsync, IEnumerable<string> extraArgs)
+        : base(Paths.Etcd, Args(port, peerPort, dataDir, fsync).Concat(extraArgs), port, dataDir, ownsDataDir: true)
     {
     }
 
-    private static IEnumerable<string> Args(int port, int peerPort, string dataDir)
+    private static IEnumerable<string> Args(int port, int peerPort, string dataDir, bool fsync)
     {
         string name = $"etcdref-{port}";
         string peer = $"http://127.0.0.1:{peerPort}";
         string client = $"http://127.0.0.1:{port}";
         return ["--name", name, "--data-dir", dataDir, "--listen-client-urls", client, "--advertise-client-urls", client,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", $"{name}={peer}",
-            "--initial-cluster-state", "new", "--unsafe-no-fsync", "--log-level", "error"];
+            "--initial-cluster-state", "new", "--log-level", "error", .. (fsync ? Array.Empty<string>() : ["--unsafe-no-fsync"])];
     }
 
     /// <summary>Starts etcd; <paramref name="extraArgs"/> are etcd 3.5 flags (e.g. --experimental-watch-progress-notify-interval).</summary>
-    public static Task<ReferenceEtcdProcess> StartAsync(params string[] extraArgs) =>
-        ReadyAsync(new ReferenceEtcdProcess(Ports.Free(), Ports.Free(), Paths.NewTempDir("etcdref"), extraArgs));
+    public static Task<ReferenceEtcdProcess> StartAsync(params string[] extraArgs) => StartAsync(fsync: false, extraArgs);
+
+    /// <summary>With <paramref name="fsync"/> etcd runs as in production (benchmarks); tests skip the flushes.</summary>
+    public static Task<ReferenceEtcdProcess> StartAsync(bool fsync, params string[] extraArgs) =>
+        ReadyAsync(new ReferenceEtcdProcess(Ports.Free(), Ports.Free(), Paths.NewTempDir("etcdref"), fsync, extraArgs));
 }

@@ -2,7 +2,7 @@ using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Core;
 
-namespace KvJournal.Integration.Tests.Infrastructure;
+namespace KvJournal.Testing;
 
 /// <summary>Calls one RPC and captures its answer or its gRPC status, for side-by-side comparison.</summary>
 public static class Responses

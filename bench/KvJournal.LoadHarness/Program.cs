@@ -1,0 +1,14 @@
+using KvJournal.LoadHarness;
+
+// Usage: dotnet run -c Release --project bench/KvJournal.LoadHarness -- watch [--watchers N] [--fanout N] [--events N]
+var command = args.Length > 0 ? args[0] : "";
+var options = HarnessArgs.Parse(args.Skip(1).ToArray());
+switch (command)
+{
+    case "watch":
+        await WatchBenchmark.RunAsync(options);
+        return 0;
+    default:
+        Console.Error.WriteLine("usage: KvJournal.LoadHarness watch [--watchers 10000] [--fanout 1000] [--events 2000]");
+        return 2;
+}
