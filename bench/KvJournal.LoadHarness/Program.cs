@@ -9,6 +9,6 @@ switch (command)
         await WatchBenchmark.RunAsync(options);
         return 0;
     default:
-        Console.Error.WriteLine("usage: KvJournal.LoadHarness watch [--watchers 10000] [--fanout 1000] [--events 2000]");
+        Console.Error.WriteLine("usage: KvJournal.LoadHarness watch [--watchers 50000] [--fanout 1000] [--events 2000]");
         return 2;
 }

@@ -18,7 +18,7 @@ public static class WatchBenchmark
 
     public static async Task RunAsync(HarnessArgs args)
     {
-        int watchers = args.Get("watchers", 10_000);
+        int watchers = args.Get("watchers", 50_000);
         int fanout = args.Get("fanout", 1_000);
         int events = args.Get("events", 2_000);
         Console.WriteLine($"watch benchmark: {watchers} idle watchers for memory; {fanout} watchers x {events} writes for delivery");
@@ -134,15 +134,16 @@ public static class WatchBenchmark
             },
         });
 
-        public async Task CreatedAsync(int count)
+        /// <summary>Completes once <paramref name="count"/> created responses arrived (the watchers exist).</summary>
+        public Task CreatedAsync(int count)
         {
-            using var limit = new CancellationTokenSource(TimeSpan.FromMinutes(2));
-            while (Volatile.Read(ref _created) < count)
-            {
-                if (_reading.IsCompleted) throw new InvalidOperationException("watch stream ended early", _reading.Exception);
-                await Task.Delay(5, limit.Token);
-            }
+            _createdTarget = count;
+            if (Volatile.Read(ref _created) >= count) _allCreated.TrySetResult();
+            return _allCreated.Task.WaitAsync(TimeSpan.FromMinutes(2));
         }
+
+        private readonly TaskCompletionSource _allCreated = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private volatile int _createdTarget = int.MaxValue;
 
         private async Task ReadAsync()
         {
@@ -151,12 +152,13 @@ public static class WatchBenchmark
                 while (await _call.ResponseStream.MoveNext(_stop.Token))
                 {
                     var r = _call.ResponseStream.Current;
-                    if (r.Created) Interlocked.Increment(ref _created);
+                    if (r.Created && Interlocked.Increment(ref _created) >= _createdTarget) _allCreated.TrySetResult();
                     if (r.Events.Count > 0 && (_events += r.Events.Count) >= _expectEvents && _expectEvents > 0) _delivered.TrySetResult();
                 }
             }
             catch (RpcException) when (_stop.IsCancellationRequested) { }
             catch (OperationCanceledException) { }
+            _allCreated.TrySetException(new InvalidOperationException("watch stream ended"));
         }
 
         public async ValueTask DisposeAsync()

@@ -202,16 +202,16 @@ public sealed class WatchHub : IAsyncDisposable
             if (g.Range.Contains(batch.Log[i].History.Key)) matched.Add(i);
         }
         if (matched.Count == 0) return;
+        // Watchers without filters share one event list per prev_kv choice (read-only once built).
+        List<EncodedEvent>? plain = null, withPrev = null;
         foreach (var w in g.Watchers)
         {
             if (revision < w.NextRevision) continue; // catch-up already delivered it
-            List<EncodedEvent>? events = null;
-            foreach (int i in matched)
-            {
-                var e = batch.Get(i, w.Spec.PrevKv);
-                if (e.Bytes is not null && w.Wants(e.Type)) (events ??= []).Add(e);
-            }
-            if (events is null) continue;
+            List<EncodedEvent> events;
+            if (w.Spec.NoPut || w.Spec.NoDelete) events = Collect(batch, matched, w);
+            else if (w.Spec.PrevKv) events = withPrev ??= Collect(batch, matched, w);
+            else events = plain ??= Collect(batch, matched, w);
+            if (events.Count == 0) continue;
             if (w.Backlogged)
             {
                 // Too slow to keep up: replay this revision and later ones from history instead.
@@ -222,6 +222,17 @@ public sealed class WatchHub : IAsyncDisposable
             SendEvents(w, revision, events);
             w.NextRevision = revision + 1;
         }
+    }
+
+    private static List<EncodedEvent> Collect(RevisionEvents batch, List<int> matched, Watcher w)
+    {
+        var events = new List<EncodedEvent>(matched.Count);
+        foreach (int i in matched)
+        {
+            var e = batch.Get(i, w.Spec.PrevKv);
+            if (e.Bytes is not null && w.Wants(e.Type)) events.Add(e);
+        }
+        return events;
     }
 
     private void FlushSlow()
