@@ -72,8 +72,8 @@ public sealed class EtcdctlTests
         foreach (var line in Script)
         {
             var (args, stdin) = Parse(line);
-            var theirs = Normalize(await Etcdctl.RunAsync(etcd.Endpoint, stdin, args));
-            var ours = Normalize(await Etcdctl.RunAsync(kvj.Endpoint, stdin, args));
+            var theirs = (await Etcdctl.RunAsync(etcd.Endpoint, stdin, args)).Normalized();
+            var ours = (await Etcdctl.RunAsync(kvj.Endpoint, stdin, args)).Normalized();
             Assert.True(theirs == ours, $"etcdctl {line}\n etcd:      {theirs}\n kvjournal: {ours}");
         }
     }
@@ -103,14 +103,5 @@ public sealed class EtcdctlTests
         }
         var args = line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(a => a == "''" ? "" : a).ToArray();
         return (args, stdin);
-    }
-
-    private static string Normalize(Etcdctl.Result r)
-    {
-        var stdout = r.Stdout.Split('\n')
-            .Where(l => !l.StartsWith("\"ClusterID\"", StringComparison.Ordinal) && !l.StartsWith("\"MemberID\"", StringComparison.Ordinal) && !l.StartsWith("\"RaftTerm\"", StringComparison.Ordinal));
-        // The client's retry logs carry addresses and times; the final "Error:" line is the answer.
-        var error = r.Stderr.Split('\n').Where(l => l.StartsWith("Error:", StringComparison.Ordinal));
-        return $"exit {r.ExitCode} | {string.Join("\\n", stdout)} | {string.Join("\\n", error)}";
     }
 }

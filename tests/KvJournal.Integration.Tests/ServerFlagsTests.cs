@@ -45,8 +45,8 @@ public sealed class ServerFlagsTests
     public async Task ServicesNotServedYetAnswerUnimplemented()
     {
         await using var kvj = await KvJournalProcess.StartAsync();
-        var lease = new Lease.LeaseClient(kvj.Channel);
-        var ex = await Assert.ThrowsAsync<RpcException>(() => lease.LeaseGrantAsync(new LeaseGrantRequest { TTL = 5 }, deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
+        var cluster = new Cluster.ClusterClient(kvj.Channel);
+        var ex = await Assert.ThrowsAsync<RpcException>(() => cluster.MemberListAsync(new MemberListRequest(), deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
         Assert.Equal(StatusCode.Unimplemented, ex.StatusCode);
         var maintenance = new Maintenance.MaintenanceClient(kvj.Channel);
         ex = await Assert.ThrowsAsync<RpcException>(() => maintenance.StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);

@@ -5,7 +5,21 @@ namespace KvJournal.Testing;
 /// <summary>Runs etcd's own etcdctl (v3 API) against one endpoint.</summary>
 public static class Etcdctl
 {
-    public sealed record Result(int ExitCode, string Stdout, string Stderr);
+    public sealed record Result(int ExitCode, string Stdout, string Stderr)
+    {
+        /// <summary>
+        /// What must match between two servers: exit code, stdout without the header fields that
+        /// name the member (cluster id, member id, raft term), and the final "Error:" line (the
+        /// client's retry logs carry addresses and times).
+        /// </summary>
+        public string Normalized()
+        {
+            var stdout = Stdout.Split('\n')
+                .Where(l => !l.StartsWith("\"ClusterID\"", StringComparison.Ordinal) && !l.StartsWith("\"MemberID\"", StringComparison.Ordinal) && !l.StartsWith("\"RaftTerm\"", StringComparison.Ordinal));
+            var error = Stderr.Split('\n').Where(l => l.StartsWith("Error:", StringComparison.Ordinal));
+            return $"exit {ExitCode} | {string.Join("\\n", stdout)} | {string.Join("\\n", error)}";
+        }
+    }
 
     public static async Task<Result> RunAsync(string endpoint, string? stdin, params string[] args)
     {

@@ -83,7 +83,7 @@ public sealed class MvccStoreTests
     public void TxnComparesAgainstStateBeforeItsOwnWrites()
     {
         var store = new MvccStore();
-        var txns = new TxnExecutor(new NoLeases());
+        var txns = new TxnExecutor(new KvJournal.Storage.Lease.Lessor());
         var t = new TxnRequest
         {
             Compare = { new Compare { Key = B("k"), Target = Compare.Types.CompareTarget.Version, Result = Compare.Types.CompareResult.Equal, Version = 0 } },

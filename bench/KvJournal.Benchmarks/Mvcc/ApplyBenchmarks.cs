@@ -21,7 +21,7 @@ public class ApplyBenchmarks
     public void Setup()
     {
         var store = new MvccStore();
-        _applier = new KvApplier(store, new TxnExecutor(new NoLeases()));
+        _applier = RangeBenchmarks.NewApplier(store);
         var value = ByteString.CopyFrom(new byte[256]);
         _puts = new JournalEntry[Batch];
         _txns = new JournalEntry[Batch];

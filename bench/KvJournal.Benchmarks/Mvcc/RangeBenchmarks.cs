@@ -21,7 +21,7 @@ public class RangeBenchmarks
     public void Setup()
     {
         _store = new MvccStore();
-        var applier = new KvApplier(_store, new TxnExecutor(new NoLeases()));
+        var applier = NewApplier(_store);
         var value = ByteString.CopyFrom(new byte[256]);
         for (int round = 0; round < 2; round++)
         {
@@ -44,5 +44,13 @@ public class RangeBenchmarks
     {
         RangeExecutor.Execute(_store.Begin(writable: false), r, out var resp);
         return resp!.Kvs.Count;
+    }
+
+    /// <summary>An applier over <paramref name="store"/> with an empty lease table.</summary>
+    internal static KvApplier NewApplier(MvccStore store)
+    {
+        var lessor = new KvJournal.Storage.Lease.Lessor();
+        store.LeaseTracker = lessor;
+        return new KvApplier(store, new TxnExecutor(lessor), new KvJournal.Storage.Lease.LeaseExecutor(store, lessor));
     }
 }

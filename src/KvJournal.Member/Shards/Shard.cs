@@ -1,10 +1,12 @@
 using System.Security.Cryptography;
 using KvJournal.Journal;
+using KvJournal.Member.Leases;
 using KvJournal.Member.Propose;
 using KvJournal.Member.Reads;
 using KvJournal.Member.Tail;
 using KvJournal.Protos.Journal;
 using KvJournal.Storage.Apply;
+using KvJournal.Storage.Lease;
 using KvJournal.Storage.Mvcc;
 using KvJournal.Storage.Watch;
 
@@ -28,24 +30,30 @@ public sealed class Shard : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly ShardTailer _tailer;
     private Task _tailing = Task.CompletedTask;
+    private Task _expiring = Task.CompletedTask;
 
     private Shard(IJournal journal, ShardOptions options)
     {
         _journal = journal;
         _options = options;
         Store = new MvccStore();
-        Txns = new TxnExecutor(new NoLeases());
-        _applier = new KvApplier(Store, Txns);
+        Leases = new Lessor();
+        Store.LeaseTracker = Leases;
+        Txns = new TxnExecutor(Leases);
+        _applier = new KvApplier(Store, Txns, new LeaseExecutor(Store, Leases));
         Watches = new WatchHub(Store, options.ProgressNotifyInterval);
         _tailer = new ShardTailer(journal, Store, _applier, Watches, _pending, _applied, options.MemberId);
     }
 
     public MvccStore Store { get; }
 
+    /// <summary>The shard's lease table; read it under the store's lock (<see cref="Read{T}"/>).</summary>
+    public Lessor Leases { get; }
+
     /// <summary>The shard's watchers, fed by the applier.</summary>
     public WatchHub Watches { get; }
 
-    /// <summary>Txn semantics over this shard's store (and, once leases land, its lessor).</summary>
+    /// <summary>Txn semantics over this shard's store and lessor.</summary>
     public TxnExecutor Txns { get; }
 
     public ulong MemberId => _options.MemberId;
@@ -73,6 +81,8 @@ public sealed class Shard : IAsyncDisposable
             var result = await shard.ProposeAsync(bootstrap, cancellationToken).ConfigureAwait(false);
             if (result.Error != EtcdError.None) throw new JournalUnavailableException($"cannot bootstrap the journal: {result.Error}");
         }
+        var expiry = new LeaseExpiry(shard);
+        shard._expiring = Task.Run(() => expiry.RunAsync(shard._stopping.Token), CancellationToken.None);
         return shard;
     }
 
@@ -136,6 +146,7 @@ public sealed class Shard : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stopping.CancelAsync().ConfigureAwait(false);
+        try { await _expiring.ConfigureAwait(false); } catch (OperationCanceledException) { }
         try { await _tailing.ConfigureAwait(false); } catch (OperationCanceledException) { }
         await Watches.DisposeAsync().ConfigureAwait(false);
         _stopping.Dispose();

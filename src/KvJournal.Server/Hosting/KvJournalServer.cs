@@ -3,6 +3,7 @@ using KvJournal.Journal;
 using KvJournal.Journal.Embedded;
 using KvJournal.Member.Shards;
 using KvJournal.Server.Api.Kv;
+using KvJournal.Server.Api.Lease;
 using KvJournal.Server.Api.Unimplemented;
 using KvJournal.Server.Api.Watch;
 using Microsoft.AspNetCore.Builder;

@@ -11,6 +11,8 @@ public enum EtcdError : byte
     FutureRevision,
     KeyNotFound,
     LeaseNotFound,
+    LeaseExists,
+    LeaseTtlTooLarge,
     /// <summary>The encoded request exceeds --max-request-bytes.</summary>
     RequestTooLarge,
     /// <summary>The journal could not take the entry or confirm it durable.</summary>

@@ -1,6 +1,7 @@
 using Etcdserverpb;
 using Google.Protobuf;
 using KvJournal.Protos.Journal;
+using KvJournal.Storage.Lease;
 using KvJournal.Storage.Mvcc;
 
 namespace KvJournal.Storage.Apply;
@@ -17,9 +18,8 @@ public readonly record struct ApplyResult(IMessage? Response, EtcdError Error)
 /// entries applied to the same state give the same state and the same results on every member.
 /// The caller holds the store's write lock.
 /// </summary>
-public sealed class KvApplier(MvccStore store, TxnExecutor txns)
+public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor leases)
 {
-
     /// <summary>Cluster id fixed by the journal's bootstrap entry (0 until it is applied).</summary>
     public ulong ClusterId { get; private set; }
 
@@ -38,6 +38,14 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns)
                 return Write(entry.Txn, static (x, txn, req) => x.Txn(txn, req, out var r) is var e && e != EtcdError.None ? ApplyResult.Fail(e) : ApplyResult.Ok(r!));
             case JournalEntry.BodyOneofCase.Compaction:
                 return Compact(entry.Compaction);
+            case JournalEntry.BodyOneofCase.LeaseGrant:
+                return leases.Grant(entry.LeaseGrant);
+            case JournalEntry.BodyOneofCase.LeaseRevoke:
+                return leases.Revoke(entry.LeaseRevoke);
+            case JournalEntry.BodyOneofCase.LeaseRenew:
+                return leases.Renew(entry.LeaseRenew);
+            case JournalEntry.BodyOneofCase.LeaseExpire:
+                return leases.Expire(entry.LeaseExpire);
             default:
                 // An entry this version does not know: fail-stop rather than skip it and diverge.
                 throw new InvalidDataException($"journal entry with unknown body {entry.BodyCase}");

@@ -261,8 +261,3 @@ public interface ILeaseLookup
     bool Exists(long leaseId);
 }
 
-/// <summary>Until leases are implemented no lease exists, so a put naming one fails as etcd's would.</summary>
-public sealed class NoLeases : ILeaseLookup
-{
-    public bool Exists(long leaseId) => false;
-}

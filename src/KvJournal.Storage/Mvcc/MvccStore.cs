@@ -31,6 +31,9 @@ public sealed class MvccStore
 
     public int KeyCount => _index.Count;
 
+    /// <summary>Told, at the end of each write txn, which keys changed lease (the lessor keeps key sets).</summary>
+    public IKeyLeaseTracker? LeaseTracker { get; set; }
+
     /// <summary>Starts a txn; a writable one must be ended with <see cref="MvccTxn.End"/> by the applier.</summary>
     public MvccTxn Begin(bool writable) => new(this, writable);
 
@@ -209,7 +212,25 @@ public sealed class MvccStore
         /// <summary>Ends a write txn: the store moves to the next revision if anything changed.</summary>
         public void End()
         {
-            if (_writable && _changes > 0) _store.CurrentRevision = BeginRevision + 1;
+            if (!_writable || _changes == 0) return;
+            _store.CurrentRevision = BeginRevision + 1;
+            if (_store.LeaseTracker is { } tracker) ReportLeaseMoves(tracker);
+        }
+
+        // Each changed key: the lease of its version before this txn, and of its version now
+        // (0 for none or deleted). A key changes at most once per txn.
+        private void ReportLeaseMoves(IKeyLeaseTracker tracker)
+        {
+            var log = _store._changes;
+            for (int i = _changeMark; i < log.Count; i++)
+            {
+                var h = log[i].History;
+                ref readonly var now = ref h.Latest;
+                h.TryGetWrittenAt(now.ModRevision, out _, out var before);
+                long from = before.IsTombstone ? 0 : before.Lease;
+                long to = now.IsTombstone ? 0 : now.Lease;
+                if (from != to) tracker.Moved(h.Key, from, to);
+            }
         }
 
         private void EnsureWritable()
@@ -217,6 +238,13 @@ public sealed class MvccStore
             if (!_writable) throw new InvalidOperationException("write in a read-only txn");
         }
     }
+}
+
+/// <summary>Keeps, per lease, the keys whose live version is attached to it.</summary>
+public interface IKeyLeaseTracker
+{
+    /// <summary><paramref name="key"/> moved from lease <paramref name="from"/> to <paramref name="to"/> (0 = none).</summary>
+    void Moved(ByteString key, long from, long to);
 }
 
 /// <summary>Expected outcomes of a store read; not exceptions.</summary>

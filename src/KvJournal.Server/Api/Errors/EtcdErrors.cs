@@ -17,6 +17,8 @@ public static class EtcdErrors
         EtcdError.KeyNotFound => new(StatusCode.InvalidArgument, "etcdserver: key not found"),
         EtcdError.EmptyOp => new(StatusCode.InvalidArgument, "etcdserver: key not found"),
         EtcdError.LeaseNotFound => new(StatusCode.NotFound, "etcdserver: requested lease not found"),
+        EtcdError.LeaseExists => new(StatusCode.FailedPrecondition, "etcdserver: lease already exists"),
+        EtcdError.LeaseTtlTooLarge => new(StatusCode.OutOfRange, "etcdserver: too large lease TTL"),
         EtcdError.RequestTooLarge => new(StatusCode.InvalidArgument, "etcdserver: request is too large"),
         EtcdError.EmptyKey => new(StatusCode.InvalidArgument, "etcdserver: key is not provided"),
         EtcdError.ValueProvided => new(StatusCode.InvalidArgument, "etcdserver: value is provided"),

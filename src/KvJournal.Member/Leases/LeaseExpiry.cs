@@ -1,0 +1,41 @@
+using KvJournal.Member.Shards;
+using KvJournal.Protos.Journal;
+
+namespace KvJournal.Member.Leases;
+
+/// <summary>
+/// Finds leases past their deadline and proposes their expiry to the journal; the expiry takes
+/// effect when applied, so every member revokes the same lease at the same revision. Every member
+/// may run this: a second expiry of the same lease applies as a no-op.
+/// </summary>
+/// <remarks>
+/// Like etcd, at most 500 leases are expired per half second (1,000 a second), so a mass expiry is
+/// spread out and writes keep being served while it runs. A lease is therefore revoked between its
+/// deadline and its deadline + 0.5 s (plus one journal commit), or later during a mass expiry.
+/// </remarks>
+internal sealed class LeaseExpiry(Shard shard)
+{
+    private const int PerRound = 500;
+    private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(500);
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(Interval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+            {
+                long now = LeaseClock.NowUnixMs();
+                var due = shard.Read(_ => shard.Leases.Expired(now, PerRound));
+                if (due.Count == 0) continue;
+                var proposals = new Task[due.Count];
+                for (int i = 0; i < due.Count; i++)
+                    proposals[i] = shard.ProposeAsync(new JournalEntry { LeaseExpire = new LeaseExpire { Id = due[i], AtUnixMs = now } }, cancellationToken);
+                // A failed proposal (journal unavailable) is retried by the next round.
+                try { await Task.WhenAll(proposals).ConfigureAwait(false); }
+                catch (Exception ex) when (ex is not OperationCanceledException) { }
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested) { }
+    }
+}

@@ -1,0 +1,111 @@
+using System.Security.Cryptography;
+using Etcdserverpb;
+using Grpc.Core;
+using KvJournal.Member.Leases;
+using KvJournal.Member.Shards;
+using KvJournal.Protos.Journal;
+using KvJournal.Server.Api.Errors;
+using KvJournal.Storage.Apply;
+using KvJournal.Storage.Lease;
+using KvJournal.Storage.Mvcc;
+
+namespace KvJournal.Server.Api.Lease;
+
+/// <summary>
+/// etcd's Lease service. Grant, revoke and every keep-alive are journal entries stamped with this
+/// member's clock, so all members agree on deadlines; time-to-live and the lease list are read
+/// from the applied lease table.
+/// </summary>
+public sealed class LeaseService(Shard shard) : Etcdserverpb.Lease.LeaseBase
+{
+    public override async Task<LeaseGrantResponse> LeaseGrant(LeaseGrantRequest request, ServerCallContext context)
+    {
+        if (request.TTL > Lessor.MaxTtlSeconds) EtcdErrors.Throw(EtcdError.LeaseTtlTooLarge);
+        // A server-chosen id that happens to exist is drawn again; a client-chosen one is refused.
+        for (int attempt = 0; ; attempt++)
+        {
+            long id = request.ID != 0 ? request.ID : RandomLeaseId();
+            var entry = new JournalEntry { LeaseGrant = new Protos.Journal.LeaseGrant { Id = id, TtlSeconds = request.TTL, AtUnixMs = LeaseClock.NowUnixMs() } };
+            var result = await shard.ProposeAsync(entry, context.CancellationToken).ConfigureAwait(false);
+            if (result.Error == EtcdError.LeaseExists && request.ID == 0 && attempt < 3) continue;
+            if (result.Error != EtcdError.None) EtcdErrors.Throw(result.Error);
+            var response = (LeaseGrantResponse)result.Response!;
+            ResponseHeaders.Fill(response.Header, shard);
+            return response;
+        }
+    }
+
+    public override async Task<LeaseRevokeResponse> LeaseRevoke(LeaseRevokeRequest request, ServerCallContext context)
+    {
+        var result = await shard.ProposeAsync(new JournalEntry { LeaseRevoke = new Protos.Journal.LeaseRevoke { Id = request.ID } }, context.CancellationToken).ConfigureAwait(false);
+        if (result.Error != EtcdError.None) EtcdErrors.Throw(result.Error);
+        var response = (LeaseRevokeResponse)result.Response!;
+        ResponseHeaders.Fill(response.Header, shard);
+        return response;
+    }
+
+    /// <summary>Each request renews through the journal and is answered with the TTL (0 for an unknown or expired lease), in order.</summary>
+    public override async Task LeaseKeepAlive(IAsyncStreamReader<LeaseKeepAliveRequest> requestStream, IServerStreamWriter<LeaseKeepAliveResponse> responseStream, ServerCallContext context)
+    {
+        await foreach (var request in requestStream.ReadAllAsync(context.CancellationToken).ConfigureAwait(false))
+        {
+            var entry = new JournalEntry { LeaseRenew = new LeaseRenew { Id = request.ID, AtUnixMs = LeaseClock.NowUnixMs() } };
+            var result = await shard.ProposeAsync(entry, context.CancellationToken).ConfigureAwait(false);
+            if (result.Error != EtcdError.None) EtcdErrors.Throw(result.Error);
+            var response = (LeaseKeepAliveResponse)result.Response!;
+            ResponseHeaders.Fill(response.Header, shard);
+            await responseStream.WriteAsync(response, context.CancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    public override async Task<LeaseTimeToLiveResponse> LeaseTimeToLive(LeaseTimeToLiveRequest request, ServerCallContext context)
+    {
+        await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
+        long now = LeaseClock.NowUnixMs();
+        var response = shard.Read(txn =>
+        {
+            var r = new LeaseTimeToLiveResponse { Header = new ResponseHeader { Revision = txn.ReadRevision }, ID = request.ID };
+            var lease = shard.Leases.Get(request.ID);
+            if (lease is null)
+            {
+                r.TTL = -1; // etcd answers an unknown lease with TTL -1, not an error
+                return r;
+            }
+            // etcd truncates the remaining time to whole seconds.
+            r.TTL = (lease.ExpiresAtUnixMs - now) / 1000;
+            r.GrantedTTL = lease.TtlSeconds;
+            if (request.Keys)
+            {
+                var keys = lease.AttachedKeys.ToArray();
+                Array.Sort(keys, KeyBytes.Compare);
+                r.Keys.AddRange(keys);
+            }
+            return r;
+        });
+        ResponseHeaders.Fill(response.Header, shard);
+        return response;
+    }
+
+    public override async Task<LeaseLeasesResponse> LeaseLeases(LeaseLeasesRequest request, ServerCallContext context)
+    {
+        await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
+        var response = shard.Read(txn =>
+        {
+            var r = new LeaseLeasesResponse { Header = new ResponseHeader { Revision = txn.ReadRevision } };
+            var ids = shard.Leases.All.Select(l => l.Id).ToArray();
+            Array.Sort(ids);
+            foreach (long id in ids) r.Leases.Add(new LeaseStatus { ID = id });
+            return r;
+        });
+        ResponseHeaders.Fill(response.Header, shard);
+        return response;
+    }
+
+    // Positive, non-zero, so it prints the same in every client (etcd's ids are positive too).
+    private static long RandomLeaseId()
+    {
+        long id;
+        do id = BitConverter.ToInt64(RandomNumberGenerator.GetBytes(8)) & long.MaxValue; while (id == 0);
+        return id;
+    }
+}

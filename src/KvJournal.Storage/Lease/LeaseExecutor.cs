@@ -1,0 +1,60 @@
+using Etcdserverpb;
+using Google.Protobuf;
+using KvJournal.Protos.Journal;
+using KvJournal.Storage.Apply;
+using KvJournal.Storage.Mvcc;
+
+namespace KvJournal.Storage.Lease;
+
+/// <summary>
+/// Applies the lease entries (grant, revoke, renew, expire) to the lessor and the store. The
+/// caller holds the store's write lock; results are deterministic functions of the entries.
+/// </summary>
+public sealed class LeaseExecutor(MvccStore store, Lessor lessor)
+{
+    public ApplyResult Grant(LeaseGrant g)
+    {
+        var error = lessor.Grant(g.Id, g.TtlSeconds, g.AtUnixMs, out var lease);
+        if (error != EtcdError.None) return ApplyResult.Fail(error);
+        return ApplyResult.Ok(new LeaseGrantResponse { Header = Header(), ID = lease!.Id, TTL = lease.TtlSeconds });
+    }
+
+    public ApplyResult Revoke(LeaseRevoke r)
+    {
+        var lease = lessor.Get(r.Id);
+        if (lease is null) return ApplyResult.Fail(EtcdError.LeaseNotFound);
+        RevokeWithKeys(lease);
+        return ApplyResult.Ok(new LeaseRevokeResponse { Header = Header() });
+    }
+
+    /// <summary>The answer to a keep-alive: the granted TTL, or TTL 0 for a lease that is gone or past its deadline (as etcd).</summary>
+    public ApplyResult Renew(LeaseRenew r)
+    {
+        var lease = lessor.Renew(r.Id, r.AtUnixMs);
+        return ApplyResult.Ok(new LeaseKeepAliveResponse { Header = Header(), ID = r.Id, TTL = lease?.TtlSeconds ?? 0 });
+    }
+
+    /// <summary>Revokes the lease if it is still past its deadline at the entry's time; otherwise nothing happens.</summary>
+    public ApplyResult Expire(LeaseExpire e)
+    {
+        var lease = lessor.Get(e.Id);
+        if (lease is not null && lease.ExpiresAtUnixMs <= e.AtUnixMs) RevokeWithKeys(lease);
+        return ApplyResult.Ok(new LeaseRevokeResponse { Header = Header() });
+    }
+
+    // All attached keys go in one revision, in key order (etcd sorts them too), then the lease.
+    private void RevokeWithKeys(LeaseEntry lease)
+    {
+        if (lease.Keys.Count > 0)
+        {
+            var keys = lease.Keys.ToArray();
+            Array.Sort(keys, KeyBytes.Compare);
+            var txn = store.Begin(writable: true);
+            foreach (var key in keys) txn.DeleteRange(KeyRange.FromRequest(key, ByteString.Empty));
+            txn.End();
+        }
+        lessor.Remove(lease.Id);
+    }
+
+    private ResponseHeader Header() => new() { Revision = store.CurrentRevision };
+}

@@ -1,0 +1,83 @@
+using Google.Protobuf;
+using KvJournal.Storage.Apply;
+using KvJournal.Storage.Mvcc;
+
+namespace KvJournal.Storage.Lease;
+
+/// <summary>One lease: its granted TTL, its deadline and the keys attached to it.</summary>
+public sealed class LeaseEntry(long id, long ttlSeconds, long expiresAtUnixMs)
+{
+    public long Id { get; } = id;
+    public long TtlSeconds { get; } = ttlSeconds;
+    /// <summary>Wall-clock deadline (Unix ms), computed from journal entries only.</summary>
+    public long ExpiresAtUnixMs { get; internal set; } = expiresAtUnixMs;
+    internal HashSet<ByteString> Keys { get; } = [];
+
+    public IReadOnlyCollection<ByteString> AttachedKeys => Keys;
+}
+
+/// <summary>
+/// The lease table of one keyspace (etcd's lessor), changed only by the applier and guarded by
+/// the store's lock like the rest of the applied state. Deadlines are absolute wall-clock times
+/// taken from the entries, so a restart or another member computes the same ones.
+/// </summary>
+public sealed class Lessor : ILeaseLookup, IKeyLeaseTracker
+{
+    /// <summary>etcd's MaxLeaseTTL.</summary>
+    public const long MaxTtlSeconds = 9_000_000_000;
+
+    /// <summary>etcd's minimum: ceil(1.5 × the default 1 s election timeout).</summary>
+    public const long MinTtlSeconds = 2;
+
+    private readonly Dictionary<long, LeaseEntry> _leases = [];
+
+    public int Count => _leases.Count;
+
+    public bool Exists(long leaseId) => _leases.ContainsKey(leaseId);
+
+    public LeaseEntry? Get(long leaseId) => _leases.GetValueOrDefault(leaseId);
+
+    public IEnumerable<LeaseEntry> All => _leases.Values;
+
+    public EtcdError Grant(long id, long ttlSeconds, long atUnixMs, out LeaseEntry? lease)
+    {
+        lease = null;
+        if (ttlSeconds > MaxTtlSeconds) return EtcdError.LeaseTtlTooLarge;
+        if (id == 0) return EtcdError.LeaseNotFound;
+        if (_leases.ContainsKey(id)) return EtcdError.LeaseExists;
+        long ttl = Math.Max(ttlSeconds, MinTtlSeconds);
+        lease = new LeaseEntry(id, ttl, atUnixMs + ttl * 1000);
+        _leases.Add(id, lease);
+        return EtcdError.None;
+    }
+
+    /// <summary>Moves the deadline to <paramref name="atUnixMs"/> + TTL; a lease already past its deadline stays dead.</summary>
+    public LeaseEntry? Renew(long id, long atUnixMs)
+    {
+        if (!_leases.TryGetValue(id, out var lease) || lease.ExpiresAtUnixMs <= atUnixMs) return null;
+        lease.ExpiresAtUnixMs = atUnixMs + lease.TtlSeconds * 1000;
+        return lease;
+    }
+
+    public void Remove(long id) => _leases.Remove(id);
+
+    /// <summary>Up to <paramref name="max"/> leases whose deadline is at or before <paramref name="nowUnixMs"/>, earliest first.</summary>
+    public List<long> Expired(long nowUnixMs, int max)
+    {
+        var due = new List<LeaseEntry>();
+        foreach (var l in _leases.Values)
+        {
+            if (l.ExpiresAtUnixMs <= nowUnixMs) due.Add(l);
+        }
+        due.Sort((a, b) => a.ExpiresAtUnixMs != b.ExpiresAtUnixMs ? a.ExpiresAtUnixMs.CompareTo(b.ExpiresAtUnixMs) : a.Id.CompareTo(b.Id));
+        var ids = new List<long>(Math.Min(max, due.Count));
+        for (int i = 0; i < due.Count && i < max; i++) ids.Add(due[i].Id);
+        return ids;
+    }
+
+    public void Moved(ByteString key, long from, long to)
+    {
+        if (from != 0 && _leases.TryGetValue(from, out var old)) old.Keys.Remove(key);
+        if (to != 0 && _leases.TryGetValue(to, out var now)) now.Keys.Add(key);
+    }
+}
