@@ -1,6 +1,6 @@
 using KvJournal.LoadHarness;
 
-// Usage: dotnet run -c Release --project bench/KvJournal.LoadHarness -- watch [--watchers N] [--fanout N] [--events N]
+// Usage: dotnet run -c Release --project bench/KvJournal.LoadHarness -- watch|lease [--name N ...] (see bench/README.md)
 var command = args.Length > 0 ? args[0] : "";
 var options = HarnessArgs.Parse(args.Skip(1).ToArray());
 switch (command)
@@ -8,7 +8,11 @@ switch (command)
     case "watch":
         await WatchBenchmark.RunAsync(options);
         return 0;
+    case "lease":
+        await LeaseKeepAliveBenchmark.RunAsync(options);
+        return 0;
     default:
         Console.Error.WriteLine("usage: KvJournal.LoadHarness watch [--watchers 50000] [--fanout 1000] [--events 2000]");
+        Console.Error.WriteLine("       KvJournal.LoadHarness lease [--clients 1000] [--seconds 5]");
         return 2;
 }

@@ -42,6 +42,7 @@ public sealed class Shard : IAsyncDisposable
         Txns = new TxnExecutor(Leases);
         _applier = new KvApplier(Store, Txns, new LeaseExecutor(Store, Leases));
         Watches = new WatchHub(Store, options.ProgressNotifyInterval);
+        Renewals = new LeaseRenewals(this);
         _tailer = new ShardTailer(journal, Store, _applier, Watches, _pending, _applied, options.MemberId);
     }
 
@@ -49,6 +50,9 @@ public sealed class Shard : IAsyncDisposable
 
     /// <summary>The shard's lease table; read it under the store's lock (<see cref="Read{T}"/>).</summary>
     public Lessor Leases { get; }
+
+    /// <summary>Keep-alives of this member's clients, journaled in batches.</summary>
+    public LeaseRenewals Renewals { get; }
 
     /// <summary>The shard's watchers, fed by the applier.</summary>
     public WatchHub Watches { get; }

@@ -27,11 +27,12 @@ public sealed class LeaseExecutor(MvccStore store, Lessor lessor)
         return ApplyResult.Ok(new LeaseRevokeResponse { Header = Header() });
     }
 
-    /// <summary>The answer to a keep-alive: the granted TTL, or TTL 0 for a lease that is gone or past its deadline (as etcd).</summary>
+    /// <summary>Renews each lease; its answer is the granted TTL, or 0 for a lease that is gone or past its deadline (as etcd).</summary>
     public ApplyResult Renew(LeaseRenew r)
     {
-        var lease = lessor.Renew(r.Id, r.AtUnixMs);
-        return ApplyResult.Ok(new LeaseKeepAliveResponse { Header = Header(), ID = r.Id, TTL = lease?.TtlSeconds ?? 0 });
+        var result = new LeaseRenewResult();
+        foreach (long id in r.Ids) result.Ttls.Add(lessor.Renew(id, r.AtUnixMs)?.TtlSeconds ?? 0);
+        return ApplyResult.Ok(result);
     }
 
     /// <summary>Revokes the lease if it is still past its deadline at the entry's time; otherwise nothing happens.</summary>

@@ -44,15 +44,25 @@ public sealed class LeaseService(Shard shard) : Etcdserverpb.Lease.LeaseBase
         return response;
     }
 
-    /// <summary>Each request renews through the journal and is answered with the TTL (0 for an unknown or expired lease), in order.</summary>
+    /// <summary>
+    /// Each request renews through the journal (batched with every other keep-alive of this
+    /// member) and is answered, in order, with the TTL: 0 for an unknown or expired lease, as etcd.
+    /// </summary>
     public override async Task LeaseKeepAlive(IAsyncStreamReader<LeaseKeepAliveRequest> requestStream, IServerStreamWriter<LeaseKeepAliveResponse> responseStream, ServerCallContext context)
     {
         await foreach (var request in requestStream.ReadAllAsync(context.CancellationToken).ConfigureAwait(false))
         {
-            var entry = new JournalEntry { LeaseRenew = new LeaseRenew { Id = request.ID, AtUnixMs = LeaseClock.NowUnixMs() } };
-            var result = await shard.ProposeAsync(entry, context.CancellationToken).ConfigureAwait(false);
-            if (result.Error != EtcdError.None) EtcdErrors.Throw(result.Error);
-            var response = (LeaseKeepAliveResponse)result.Response!;
+            long ttl;
+            try
+            {
+                ttl = await shard.Renewals.RenewAsync(request.ID, context.CancellationToken).ConfigureAwait(false);
+            }
+            catch (LeaseRenewalException ex)
+            {
+                EtcdErrors.Throw(ex.Error);
+                throw;
+            }
+            var response = new LeaseKeepAliveResponse { Header = new ResponseHeader { Revision = shard.Store.CurrentRevision }, ID = request.ID, TTL = ttl };
             ResponseHeaders.Fill(response.Header, shard);
             await responseStream.WriteAsync(response, context.CancellationToken).ConfigureAwait(false);
         }
