@@ -21,7 +21,8 @@ public static class Etcdctl
         }
     }
 
-    public static async Task<Result> RunAsync(string endpoint, string? stdin, params string[] args)
+    /// <summary>etcdctl against <paramref name="endpoint"/> with every stream redirected.</summary>
+    internal static ProcessStartInfo StartInfo(string endpoint, IEnumerable<string> args)
     {
         var psi = new ProcessStartInfo(Paths.Etcdctl)
         {
@@ -32,9 +33,13 @@ public static class Etcdctl
         };
         psi.Environment["ETCDCTL_API"] = "3";
         psi.ArgumentList.Add($"--endpoints={endpoint}");
-        psi.ArgumentList.Add("--command-timeout=20s");
         foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
+        return psi;
+    }
+
+    public static async Task<Result> RunAsync(string endpoint, string? stdin, params string[] args)
+    {
+        using var p = Process.Start(StartInfo(endpoint, ["--command-timeout=20s", .. args]))!;
         if (stdin is not null) await p.StandardInput.WriteAsync(stdin);
         p.StandardInput.Close();
         var stdout = p.StandardOutput.ReadToEndAsync();
@@ -64,17 +69,7 @@ public sealed class EtcdctlSession : IAsyncDisposable
 
     public EtcdctlSession(string endpoint, params string[] args)
     {
-        var psi = new ProcessStartInfo(Paths.Etcdctl)
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        psi.Environment["ETCDCTL_API"] = "3";
-        psi.ArgumentList.Add($"--endpoints={endpoint}");
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        _process = new Process { StartInfo = psi };
+        _process = new Process { StartInfo = Etcdctl.StartInfo(endpoint, args) };
         _process.OutputDataReceived += (_, e) => { if (e.Data is not null) _lines.Writer.TryWrite(e.Data); };
         _process.ErrorDataReceived += (_, e) => { if (e.Data is not null) _lines.Writer.TryWrite("stderr: " + e.Data); };
         _process.Start();
