@@ -31,8 +31,6 @@ public sealed class Lessor : ILeaseLookup, IKeyLeaseTracker
 
     private readonly Dictionary<long, LeaseEntry> _leases = [];
 
-    public int Count => _leases.Count;
-
     public bool Exists(long leaseId) => _leases.ContainsKey(leaseId);
 
     public LeaseEntry? Get(long leaseId) => _leases.GetValueOrDefault(leaseId);

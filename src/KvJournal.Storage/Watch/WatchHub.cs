@@ -49,25 +49,6 @@ public sealed class WatchHub : IAsyncDisposable
         _progress = Task.Run(() => ProgressLoopAsync(progressNotifyInterval, _stopping.Token));
     }
 
-    /// <summary>The last revision dispatched to synced watchers.</summary>
-    public long NotifiedRevision
-    {
-        get { lock (_lock) return _notified; }
-    }
-
-    public int WatcherCount
-    {
-        get
-        {
-            lock (_lock)
-            {
-                int n = 0;
-                foreach (var s in _streams) n += s.Watchers.Count;
-                return n;
-            }
-        }
-    }
-
     public WatchStream OpenStream()
     {
         var stream = new WatchStream(this);
