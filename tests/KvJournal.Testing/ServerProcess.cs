@@ -76,18 +76,30 @@ public abstract class ServerProcess : IAsyncDisposable
         lock (_output) _output.AppendLine(line);
     }
 
-    /// <summary>Returns <paramref name="server"/> once it serves requests; kills it if it never does.</summary>
-    protected static async Task<T> ReadyAsync<T>(T server) where T : ServerProcess
+    /// <summary>
+    /// Starts a server and returns it once it serves requests; kills it if it never does. A port
+    /// from <see cref="Ports.Free"/> can be taken by another socket before the server binds it, so
+    /// a start that fails with "address already in use" is retried on fresh ports.
+    /// </summary>
+    protected static async Task<T> ReadyAsync<T>(Func<T> start) where T : ServerProcess
     {
-        try
+        for (int attempt = 1; ; attempt++)
         {
-            await server.WaitReadyAsync(TimeSpan.FromSeconds(60));
-            return server;
-        }
-        catch
-        {
-            await server.DisposeAsync();
-            throw;
+            var server = start();
+            try
+            {
+                await server.WaitReadyAsync(TimeSpan.FromSeconds(60));
+                return server;
+            }
+            catch (InvalidOperationException) when (attempt < 3 && server.Output.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+            {
+                await server.DisposeAsync();
+            }
+            catch
+            {
+                await server.DisposeAsync();
+                throw;
+            }
         }
     }
 
@@ -152,7 +164,7 @@ public sealed class KvJournalProcess : ServerProcess
     /// deleted on dispose; a caller's directory is kept, and reusing it means a restart.
     /// </summary>
     public static Task<KvJournalProcess> StartAsync(string? dataDir = null, params string[] extraArgs) =>
-        ReadyAsync(new KvJournalProcess(Ports.Free(), dataDir ?? Paths.NewTempDir("kvj"), dataDir is null, extraArgs));
+        ReadyAsync(() => new KvJournalProcess(Ports.Free(), dataDir ?? Paths.NewTempDir("kvj"), dataDir is null, extraArgs));
 }
 
 /// <summary>The reference etcd (Debian's package), single member; fsync off unless asked (tests compare answers only).</summary>
@@ -178,5 +190,5 @@ public sealed class ReferenceEtcdProcess : ServerProcess
 
     /// <summary>With <paramref name="fsync"/> etcd runs as in production (benchmarks); tests skip the flushes.</summary>
     public static Task<ReferenceEtcdProcess> StartAsync(bool fsync, params string[] extraArgs) =>
-        ReadyAsync(new ReferenceEtcdProcess(Ports.Free(), Ports.Free(), Paths.NewTempDir("etcdref"), fsync, extraArgs));
+        ReadyAsync(() => new ReferenceEtcdProcess(Ports.Free(), Ports.Free(), Paths.NewTempDir("etcdref"), fsync, extraArgs));
 }
