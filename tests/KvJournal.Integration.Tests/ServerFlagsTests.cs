@@ -45,11 +45,12 @@ public sealed class ServerFlagsTests
     public async Task ServicesNotServedYetAnswerUnimplemented()
     {
         await using var kvj = await KvJournalProcess.StartAsync();
-        var cluster = new Cluster.ClusterClient(kvj.Channel);
-        var ex = await Assert.ThrowsAsync<RpcException>(() => cluster.MemberListAsync(new MemberListRequest(), deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
+        var auth = new Auth.AuthClient(kvj.Channel);
+        var ex = await Assert.ThrowsAsync<RpcException>(() => auth.AuthStatusAsync(new AuthStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
         Assert.Equal(StatusCode.Unimplemented, ex.StatusCode);
         var maintenance = new Maintenance.MaintenanceClient(kvj.Channel);
-        ex = await Assert.ThrowsAsync<RpcException>(() => maintenance.StatusAsync(new StatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
+        using var snapshot = maintenance.Snapshot(new SnapshotRequest(), deadline: DateTime.UtcNow.AddSeconds(10));
+        ex = await Assert.ThrowsAsync<RpcException>(() => snapshot.ResponseStream.MoveNext(CancellationToken.None));
         Assert.Equal(StatusCode.Unimplemented, ex.StatusCode);
     }
 }

@@ -64,6 +64,9 @@ public sealed class Shard : IAsyncDisposable
 
     public ulong ClusterId => _applier.ClusterId;
 
+    /// <summary>The journal's last durable position (-1 when empty): what linearizable reads wait for.</summary>
+    public long CommittedPosition => _journal.LastDurablePosition;
+
     /// <summary>Position of the last applied journal entry (-1 before the first).</summary>
     public long AppliedPosition => _applied.Value;
 

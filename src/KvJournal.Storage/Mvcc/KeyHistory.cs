@@ -36,6 +36,9 @@ internal sealed class KeyHistory(ByteString key)
     public int Count => _count;
     public ref readonly KeyVersion Latest => ref _versions[_count - 1];
 
+    /// <summary>The retained versions, oldest first.</summary>
+    public ReadOnlySpan<KeyVersion> Versions => _versions.AsSpan(0, _count);
+
     /// <summary>True when the key exists (not deleted) at <paramref name="revision"/>.</summary>
     public bool TryGetLive(long revision, out KeyVersion version)
     {

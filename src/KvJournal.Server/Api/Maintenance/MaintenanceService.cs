@@ -1,0 +1,117 @@
+using Etcdserverpb;
+using Grpc.Core;
+using KvJournal.Member.Shards;
+using KvJournal.Server.Api.Errors;
+using KvJournal.Server.Hosting;
+using KvJournal.Storage.Apply;
+
+namespace KvJournal.Server.Api.Maintenance;
+
+/// <summary>
+/// etcd's Maintenance service for what etcdctl and kube-apiserver call: status, hashes, alarms,
+/// defragment, and clear answers for leadership and downgrade, which a journal-based keyspace
+/// does not have. Snapshot is not served yet (Unimplemented).
+/// </summary>
+public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etcdserverpb.Maintenance.MaintenanceBase
+{
+    /// <summary>
+    /// dbSize is the keyspace's bytes (keys and values of every retained version) plus a fixed
+    /// 4 KiB, so an empty keyspace reports a size above zero as etcd's empty database does
+    /// (etcdctl divides by it).
+    /// </summary>
+    private const long BaseDbSize = 4096;
+
+    public override Task<StatusResponse> Status(StatusRequest request, ServerCallContext context)
+    {
+        var (revision, size) = shard.Read(txn => (txn.ReadRevision, shard.Store.SizeBytes));
+        // There is no raft: the indexes are journal positions, which only grow.
+        ulong committed = (ulong)Math.Max(0, shard.CommittedPosition);
+        ulong applied = (ulong)Math.Max(0, shard.AppliedPosition);
+        var response = new StatusResponse
+        {
+            Header = new ResponseHeader { Revision = revision },
+            Version = ServerVersion.Etcd,
+            DbSize = size + BaseDbSize,
+            DbSizeInUse = size + BaseDbSize,
+            DbSizeQuota = options.EffectiveQuotaBytes,
+            Leader = shard.MemberId,
+            RaftIndex = committed,
+            RaftAppliedIndex = applied,
+            RaftTerm = ResponseHeaders.Term,
+            StorageVersion = ServerVersion.Storage,
+            DowngradeInfo = new DowngradeInfo(),
+        };
+        ResponseHeaders.Fill(response.Header, shard);
+        return Task.FromResult(response);
+    }
+
+    public override async Task<HashKVResponse> HashKV(HashKVRequest request, ServerCallContext context)
+    {
+        await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
+        var (error, response) = shard.Read<(EtcdError, HashKVResponse?)>(txn =>
+        {
+            long current = txn.ReadRevision;
+            long rev = request.Revision > 0 ? request.Revision : current;
+            if (rev > current) return (EtcdError.FutureRevision, null);
+            if (rev < txn.CompactRevision) return (EtcdError.Compacted, null);
+            return (EtcdError.None, new HashKVResponse
+            {
+                Header = new ResponseHeader { Revision = current },
+                Hash = shard.Store.HashKv(rev),
+                CompactRevision = txn.CompactRevision,
+                HashRevision = rev,
+            });
+        });
+        if (error != EtcdError.None) EtcdErrors.Throw(error);
+        ResponseHeaders.Fill(response!.Header, shard);
+        return response;
+    }
+
+    public override async Task<HashResponse> Hash(HashRequest request, ServerCallContext context)
+    {
+        await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
+        var response = shard.Read(txn => new HashResponse
+        {
+            Header = new ResponseHeader { Revision = txn.ReadRevision },
+            Hash = shard.Store.HashKv(txn.ReadRevision),
+        });
+        ResponseHeaders.Fill(response.Header, shard);
+        return response;
+    }
+
+    /// <summary>No alarm is raised yet (NOSPACE comes with shard quotas): GET and DEACTIVATE find none.</summary>
+    public override Task<AlarmResponse> Alarm(AlarmRequest request, ServerCallContext context)
+    {
+        if (request.Action == AlarmRequest.Types.AlarmAction.Activate)
+            throw new RpcException(new Status(StatusCode.Unimplemented, "etcdserver: activating an alarm by request is not supported; KvJournal raises NOSPACE itself"));
+        var response = new AlarmResponse { Header = new ResponseHeader { Revision = CurrentRevision() } };
+        ResponseHeaders.Fill(response.Header, shard);
+        return Task.FromResult(response);
+    }
+
+    /// <summary>The keyspace lives in memory and compaction frees what it drops, so there is nothing to rewrite.</summary>
+    public override Task<DefragmentResponse> Defragment(DefragmentRequest request, ServerCallContext context)
+    {
+        var response = new DefragmentResponse { Header = new ResponseHeader { Revision = CurrentRevision() } };
+        ResponseHeaders.Fill(response.Header, shard);
+        return Task.FromResult(response);
+    }
+
+    /// <summary>Every member serves writes, so each reports itself as leader; moving leadership to itself is a no-op.</summary>
+    public override Task<MoveLeaderResponse> MoveLeader(MoveLeaderRequest request, ServerCallContext context)
+    {
+        if (request.TargetID != shard.MemberId)
+            throw new RpcException(new Status(StatusCode.FailedPrecondition, "etcdserver: bad leader transferee"));
+        var response = new MoveLeaderResponse { Header = new ResponseHeader { Revision = CurrentRevision() } };
+        ResponseHeaders.Fill(response.Header, shard);
+        return Task.FromResult(response);
+    }
+
+    /// <summary>No downgrade can be in progress: etcd's answers for that state.</summary>
+    public override Task<DowngradeResponse> Downgrade(DowngradeRequest request, ServerCallContext context) =>
+        throw new RpcException(request.Action == DowngradeRequest.Types.DowngradeAction.Cancel
+            ? new Status(StatusCode.FailedPrecondition, "etcdserver: no inflight downgrade job")
+            : new Status(StatusCode.InvalidArgument, "etcdserver: invalid downgrade target version"));
+
+    private long CurrentRevision() => shard.Read(txn => txn.ReadRevision);
+}
