@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using KvJournal.Journal;
 using KvJournal.Member.Leases;
+using KvJournal.Member.Metrics;
 using KvJournal.Member.Propose;
 using KvJournal.Member.Reads;
 using KvJournal.Member.Tail;
@@ -64,6 +65,9 @@ public sealed class Shard : IAsyncDisposable
 
     public ulong ClusterId => _applier.ClusterId;
 
+    /// <summary>Time from handing an entry to the journal to its being durable.</summary>
+    public LatencyHistogram AppendLatency { get; } = new();
+
     /// <summary>The journal's last durable position (-1 when empty): what linearizable reads wait for.</summary>
     public long CommittedPosition => _journal.LastDurablePosition;
 
@@ -110,7 +114,9 @@ public sealed class Shard : IAsyncDisposable
         }
         try
         {
+            long started = System.Diagnostics.Stopwatch.GetTimestamp();
             await _journal.AppendAsync(bytes, cancellationToken).ConfigureAwait(false);
+            AppendLatency.Observe(System.Diagnostics.Stopwatch.GetElapsedTime(started));
         }
         catch (JournalUnavailableException)
         {

@@ -9,6 +9,9 @@ public static class ServerVersion
 {
     public const string Etcd = "3.6.0";
 
+    /// <summary>The cluster version /version reports next to it (etcd: major.minor.0).</summary>
+    public const string Cluster = "3.6.0";
+
     /// <summary>The storage schema version etcd 3.6 reports.</summary>
     public const string Storage = "3.6.0";
 }

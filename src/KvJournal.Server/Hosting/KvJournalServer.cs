@@ -3,12 +3,15 @@ using KvJournal.Journal;
 using KvJournal.Journal.Embedded;
 using KvJournal.Member.Shards;
 using KvJournal.Server.Api.Cluster;
+using KvJournal.Server.Api.Http;
 using KvJournal.Server.Api.Kv;
 using KvJournal.Server.Api.Lease;
 using KvJournal.Server.Api.Maintenance;
 using KvJournal.Server.Api.Unimplemented;
 using KvJournal.Server.Api.Watch;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -25,6 +28,7 @@ public sealed class KvJournalServer : IAsyncDisposable
     private IJournal? _journal;
     private Shard? _shard;
     private WebApplication? _app;
+    private readonly ClientPortSplitter _splitter = new();
 
     public KvJournalServer(ServerOptions options) => _options = options;
 
@@ -42,14 +46,19 @@ public sealed class KvJournalServer : IAsyncDisposable
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
+            kestrel.AddServerHeader = false;
             kestrel.Limits.MaxRequestBodySize = null;
             kestrel.Limits.Http2.MaxStreamsPerConnection = 65536;
-            foreach (var url in _options.ListenClientUrls) Listen(kestrel, url);
+            foreach (var url in _options.ListenClientUrls) Listen(kestrel, url, _splitter);
+            // HTTP/1.1 for the client ports' non-gRPC requests, relayed here by the splitter.
+            kestrel.Listen(IPAddress.Loopback, 0, l => l.Protocols = HttpProtocols.Http1);
         });
         builder.Services.AddSingleton(_options);
         builder.Services.AddSingleton(_shard);
+        builder.Services.AddSingleton<GrpcMetrics>();
         builder.Services.AddGrpc(o =>
         {
+            o.Interceptors.Add<GrpcMetricsInterceptor>();
             // Above the request limit, so an oversized request reaches our own check and gets
             // etcd's "request is too large".
             o.MaxReceiveMessageSize = _options.MaxRequestBytes + ServerOptions.GrpcOverheadBytes;
@@ -63,16 +72,36 @@ public sealed class KvJournalServer : IAsyncDisposable
         _app.MapGrpcService<ClusterService>();
         _app.MapGrpcService<MaintenanceService>();
         _app.MapGrpcService<AuthService>();
+        HttpEndpoints.Map(_app);
         await _app.StartAsync(cancellationToken).ConfigureAwait(false);
+        _splitter.Http1Endpoint = InternalHttp1Endpoint();
+    }
+
+    // The loopback HTTP/1.1 listener was bound to port 0: find the port the OS gave it.
+    private IPEndPoint InternalHttp1Endpoint()
+    {
+        var clientPorts = _options.ListenClientUrls.Select(u => u.Port).ToHashSet();
+        var addresses = _app!.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
+        foreach (var address in addresses)
+        {
+            var uri = new Uri(address);
+            if (uri.Host == "127.0.0.1" && !clientPorts.Contains(uri.Port)) return new IPEndPoint(IPAddress.Loopback, uri.Port);
+        }
+        throw new InvalidOperationException("the internal HTTP/1.1 listener has no address: " + string.Join(", ", addresses));
     }
 
     public Task WaitForShutdownAsync(CancellationToken cancellationToken) =>
         _app?.WaitForShutdownAsync(cancellationToken) ?? Task.CompletedTask;
 
-    // Cleartext URLs speak HTTP/2 with prior knowledge (h2c), as etcdctl and kube-apiserver do on http:// endpoints.
-    private static void Listen(KestrelServerOptions kestrel, Uri url)
+    // Cleartext URLs speak HTTP/2 with prior knowledge (h2c), as etcdctl and kube-apiserver do on
+    // http:// endpoints; the splitter hands HTTP/1.1 connections to the internal listener.
+    private static void Listen(KestrelServerOptions kestrel, Uri url, ClientPortSplitter splitter)
     {
-        void Http2(ListenOptions l) => l.Protocols = HttpProtocols.Http2;
+        void Http2(ListenOptions l)
+        {
+            l.Protocols = HttpProtocols.Http2;
+            l.Use(splitter.Wrap);
+        }
         if (url.Host is "localhost") kestrel.ListenLocalhost(url.Port, Http2);
         else if (IPAddress.TryParse(url.Host, out var ip)) kestrel.Listen(ip, url.Port, Http2);
         else kestrel.ListenAnyIP(url.Port, Http2);

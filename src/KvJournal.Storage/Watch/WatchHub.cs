@@ -49,6 +49,17 @@ public sealed class WatchHub : IAsyncDisposable
         _progress = Task.Run(() => ProgressLoopAsync(progressNotifyInterval, _stopping.Token));
     }
 
+    /// <summary>Open streams and their watchers (for metrics).</summary>
+    public (int Streams, int Watchers) Counts()
+    {
+        lock (_lock)
+        {
+            int watchers = 0;
+            foreach (var s in _streams) watchers += s.Watchers.Count;
+            return (_streams.Count, watchers);
+        }
+    }
+
     public WatchStream OpenStream()
     {
         var stream = new WatchStream(this);

@@ -8,19 +8,22 @@ using KvJournal.Storage.Apply;
 namespace KvJournal.Server.Api.Maintenance;
 
 /// <summary>
+/// What dbSize reports: the keyspace's bytes (keys and values of every retained version) plus a
+/// fixed 4 KiB, so an empty keyspace reports a size above zero as etcd's empty database does
+/// (etcdctl divides by it). Status and /metrics report the same.
+/// </summary>
+public static class MaintenanceDbSize
+{
+    public const long Base = 4096;
+}
+
+/// <summary>
 /// etcd's Maintenance service for what etcdctl and kube-apiserver call: status, hashes, alarms,
 /// defragment, and clear answers for leadership and downgrade, which a journal-based keyspace
 /// does not have. Snapshot is not served yet (Unimplemented).
 /// </summary>
 public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etcdserverpb.Maintenance.MaintenanceBase
 {
-    /// <summary>
-    /// dbSize is the keyspace's bytes (keys and values of every retained version) plus a fixed
-    /// 4 KiB, so an empty keyspace reports a size above zero as etcd's empty database does
-    /// (etcdctl divides by it).
-    /// </summary>
-    private const long BaseDbSize = 4096;
-
     public override Task<StatusResponse> Status(StatusRequest request, ServerCallContext context)
     {
         var (revision, size) = shard.Read(txn => (txn.ReadRevision, shard.Store.SizeBytes));
@@ -31,8 +34,8 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
         {
             Header = new ResponseHeader { Revision = revision },
             Version = ServerVersion.Etcd,
-            DbSize = size + BaseDbSize,
-            DbSizeInUse = size + BaseDbSize,
+            DbSize = size + MaintenanceDbSize.Base,
+            DbSizeInUse = size + MaintenanceDbSize.Base,
             DbSizeQuota = options.EffectiveQuotaBytes,
             Leader = shard.MemberId,
             RaftIndex = committed,

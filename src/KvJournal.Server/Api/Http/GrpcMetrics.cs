@@ -1,0 +1,86 @@
+using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text;
+using Grpc.Core;
+using Grpc.Core.Interceptors;
+
+namespace KvJournal.Server.Api.Http;
+
+/// <summary>
+/// grpc_server_started_total and grpc_server_handled_total, as go-grpc-prometheus names them (etcd
+/// exports those): one counter per service, method, call type and status code.
+/// </summary>
+public sealed class GrpcMetrics
+{
+    private readonly ConcurrentDictionary<(string Type, string Service, string Method), long[]> _started = new();
+    private readonly ConcurrentDictionary<(string Type, string Service, string Method, StatusCode Code), long[]> _handled = new();
+
+    internal void Started(string type, string fullMethod)
+    {
+        var (service, method) = Split(fullMethod);
+        Interlocked.Increment(ref _started.GetOrAdd((type, service, method), _ => new long[1])[0]);
+    }
+
+    internal void Handled(string type, string fullMethod, StatusCode code)
+    {
+        var (service, method) = Split(fullMethod);
+        Interlocked.Increment(ref _handled.GetOrAdd((type, service, method, code), _ => new long[1])[0]);
+    }
+
+    public void WriteTo(StringBuilder text)
+    {
+        text.Append("# HELP grpc_server_started_total Total number of RPCs started on the server.\n# TYPE grpc_server_started_total counter\n");
+        foreach (var (k, v) in _started.OrderBy(e => e.Key))
+            text.Append(CultureInfo.InvariantCulture, $"grpc_server_started_total{{grpc_method=\"{k.Method}\",grpc_service=\"{k.Service}\",grpc_type=\"{k.Type}\"}} {Interlocked.Read(ref v[0])}\n");
+        text.Append("# HELP grpc_server_handled_total Total number of RPCs completed on the server, regardless of success or failure.\n# TYPE grpc_server_handled_total counter\n");
+        foreach (var (k, v) in _handled.OrderBy(e => e.Key))
+            text.Append(CultureInfo.InvariantCulture, $"grpc_server_handled_total{{grpc_code=\"{k.Code}\",grpc_method=\"{k.Method}\",grpc_service=\"{k.Service}\",grpc_type=\"{k.Type}\"}} {Interlocked.Read(ref v[0])}\n");
+    }
+
+    // "/etcdserverpb.KV/Range" → ("etcdserverpb.KV", "Range")
+    private static (string Service, string Method) Split(string fullMethod)
+    {
+        int slash = fullMethod.LastIndexOf('/');
+        return (fullMethod[1..slash], fullMethod[(slash + 1)..]);
+    }
+}
+
+/// <summary>Counts every call into <see cref="GrpcMetrics"/> with the status it ended with.</summary>
+public sealed class GrpcMetricsInterceptor(GrpcMetrics metrics) : Interceptor
+{
+    public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
+    {
+        metrics.Started("unary", context.Method);
+        try
+        {
+            var response = await continuation(request, context).ConfigureAwait(false);
+            metrics.Handled("unary", context.Method, StatusCode.OK);
+            return response;
+        }
+        catch (RpcException ex)
+        {
+            metrics.Handled("unary", context.Method, ex.StatusCode);
+            throw;
+        }
+    }
+
+    public override async Task DuplexStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation)
+    {
+        metrics.Started("bidi_stream", context.Method);
+        try
+        {
+            await continuation(requestStream, responseStream, context).ConfigureAwait(false);
+            metrics.Handled("bidi_stream", context.Method, StatusCode.OK);
+        }
+        catch (RpcException ex)
+        {
+            metrics.Handled("bidi_stream", context.Method, ex.StatusCode);
+            throw;
+        }
+        catch (OperationCanceledException)
+        {
+            metrics.Handled("bidi_stream", context.Method, StatusCode.Cancelled);
+            throw;
+        }
+    }
+}

@@ -1,0 +1,114 @@
+using System.Globalization;
+using System.Text;
+using KvJournal.Member.Shards;
+using KvJournal.Server.Api.Maintenance;
+using KvJournal.Server.Hosting;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace KvJournal.Server.Api.Http;
+
+/// <summary>
+/// etcd's HTTP endpoints on the client port: /health (JSON), /livez and /readyz (text, with
+/// ?verbose), /version and /metrics (Prometheus text, etcd's metric names where they mean the same).
+/// </summary>
+public static class HttpEndpoints
+{
+    private const string TextPlain = "text/plain; charset=utf-8";
+    private static readonly TimeSpan ReadCheckTimeout = TimeSpan.FromSeconds(1);
+
+    public static void Map(IEndpointRouteBuilder app)
+    {
+        app.MapGet("/health", async (Shard shard, HttpContext http) =>
+        {
+            string? problem = await ProblemAsync(shard, http.RequestAborted).ConfigureAwait(false);
+            http.Response.StatusCode = problem is null ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
+            http.Response.ContentType = TextPlain;
+            await http.Response.WriteAsync(problem is null ? "{\"health\":\"true\",\"reason\":\"\"}" : $"{{\"health\":\"false\",\"reason\":\"{problem}\"}}").ConfigureAwait(false);
+        });
+        app.MapGet("/livez", (Shard shard, HttpContext http) =>
+            Checks(http, [("serializable_read", shard.Failure is null ? null : "apply stopped")]));
+        app.MapGet("/readyz", async (Shard shard, HttpContext http) =>
+        {
+            // Ready once this member has applied everything the journal had made durable.
+            string? linearizable = await ProblemAsync(shard, http.RequestAborted).ConfigureAwait(false);
+            await Checks(http, [("data_corruption", null), ("serializable_read", shard.Failure is null ? null : "apply stopped"),
+                ("linearizable_read", linearizable), ("non_learner", null)]).ConfigureAwait(false);
+        });
+        app.MapGet("/version", (HttpContext http) =>
+        {
+            http.Response.ContentType = "application/json";
+            return http.Response.WriteAsync($"{{\"etcdserver\":\"{ServerVersion.Etcd}\",\"etcdcluster\":\"{ServerVersion.Cluster}\"}}");
+        });
+        app.MapGet("/metrics", (Shard shard, ServerOptions options, GrpcMetrics grpc, HttpContext http) =>
+        {
+            http.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
+            return http.Response.WriteAsync(Metrics(shard, options, grpc));
+        });
+    }
+
+    // Why the member cannot serve a linearizable read now, or null: etcd's health runs a quorum read.
+    private static async Task<string?> ProblemAsync(Shard shard, CancellationToken cancellationToken)
+    {
+        if (shard.Failure is not null) return "apply stopped";
+        try
+        {
+            await shard.WaitLinearizableAsync(cancellationToken).WaitAsync(ReadCheckTimeout, cancellationToken).ConfigureAwait(false);
+            return null;
+        }
+        catch (TimeoutException)
+        {
+            return "timeout";
+        }
+        catch (Exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            return "journal unavailable";
+        }
+    }
+
+    // etcd's livez/readyz format: "ok" when all pass; with ?verbose one line per check first.
+    private static Task Checks(HttpContext http, (string Name, string? Problem)[] checks)
+    {
+        bool verbose = http.Request.Query.ContainsKey("verbose");
+        var text = new StringBuilder();
+        bool ok = true;
+        foreach (var (name, problem) in checks)
+        {
+            ok &= problem is null;
+            if (verbose || problem is not null) text.Append(problem is null ? $"[+]{name} ok\n" : $"[-]{name} failed: {problem}\n");
+        }
+        text.Append(ok ? "ok\n" : "check failed\n");
+        http.Response.StatusCode = ok ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
+        http.Response.ContentType = TextPlain;
+        return http.Response.WriteAsync(text.ToString());
+    }
+
+    private static string Metrics(Shard shard, ServerOptions options, GrpcMetrics grpc)
+    {
+        var (revision, compacted, size, keys) = shard.Read(txn => (txn.ReadRevision, txn.CompactRevision, shard.Store.SizeBytes, shard.Store.KeyCount));
+        var (streams, watchers) = shard.Watches.Counts();
+        long dbSize = size + MaintenanceDbSize.Base;
+        var text = new StringBuilder();
+        void Gauge(string name, string help, double value, string labels = "")
+        {
+            text.Append(CultureInfo.InvariantCulture, $"# HELP {name} {help}\n# TYPE {name} gauge\n{name}{labels} {value}\n");
+        }
+        Gauge("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", shard.Failure is null ? 1 : 0);
+        Gauge("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.", 1);
+        Gauge("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", options.EffectiveQuotaBytes);
+        Gauge("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.", dbSize);
+        Gauge("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", dbSize);
+        Gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", keys);
+        Gauge("etcd_debugging_mvcc_current_revision", "The current revision of store.", revision);
+        Gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", Math.Max(0, compacted));
+        Gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", streams);
+        Gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", watchers);
+        Gauge("kvjournal_shard_size_bytes", "Bytes of keys and values in all retained versions, the quota's measure.", size, "{shard=\"default\"}");
+        Gauge("kvjournal_shard_quota_bytes", "The shard's quota in bytes.", options.EffectiveQuotaBytes, "{shard=\"default\"}");
+        Gauge("kvjournal_journal_applied_position", "Journal position of the last applied entry.", shard.AppliedPosition, "{shard=\"default\"}");
+        shard.AppendLatency.WriteTo(text, "kvjournal_journal_append_duration_seconds", "Time from handing an entry to the journal to its being durable.");
+        grpc.WriteTo(text);
+        return text.ToString();
+    }
+}

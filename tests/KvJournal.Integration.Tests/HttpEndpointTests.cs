@@ -1,0 +1,65 @@
+using System.Diagnostics;
+using System.Text.Json;
+using KvJournal.Testing;
+using Xunit;
+
+namespace KvJournal.Integration.Tests;
+
+/// <summary>
+/// curl against the client port, which serves gRPC and HTTP/1.1 side by side as etcd's does:
+/// /health, /livez, /readyz and /version answer like the reference etcd's; /metrics carries etcd's
+/// metric names with kvjournal's values.
+/// </summary>
+public sealed class HttpEndpointTests
+{
+    private sealed record CurlResult(int Status, string Body);
+
+    private static async Task<CurlResult> CurlAsync(ServerProcess server, string path)
+    {
+        var psi = new ProcessStartInfo("curl") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in new[] { "-s", "--max-time", "20", "-w", "\n%{http_code}", $"http://{server.Endpoint}{path}" }) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        string output = await p.StandardOutput.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        int cut = output.LastIndexOf('\n');
+        return new CurlResult(int.Parse(output[(cut + 1)..], System.Globalization.CultureInfo.InvariantCulture), output[..cut]);
+    }
+
+    [Fact]
+    public async Task HealthLivezReadyzAndVersionAnswerLikeEtcd()
+    {
+        await using var kvj = await KvJournalProcess.StartAsync();
+        await using var etcd = await ReferenceEtcdProcess.StartAsync();
+        foreach (var path in new[] { "/health", "/livez", "/readyz", "/livez?verbose", "/readyz?verbose", "/health?exclude=NOSPACE" })
+        {
+            var theirs = await CurlAsync(etcd, path);
+            var ours = await CurlAsync(kvj, path);
+            Assert.Equal(200, ours.Status);
+            Assert.Equal(theirs, ours);
+        }
+        var version = JsonDocument.Parse((await CurlAsync(kvj, "/version")).Body).RootElement;
+        var etcdVersion = JsonDocument.Parse((await CurlAsync(etcd, "/version")).Body).RootElement;
+        Assert.Equal(etcdVersion.EnumerateObject().Select(p => p.Name), version.EnumerateObject().Select(p => p.Name));
+        Assert.Equal("3.6.0", version.GetProperty("etcdserver").GetString());
+
+        // gRPC keeps working on the same port after HTTP/1.1 requests.
+        var put = await Etcdctl.RunAsync(kvj.Endpoint, null, "put", "after-http", "1");
+        Assert.Equal("OK", put.Stdout.Trim());
+    }
+
+    [Fact]
+    public async Task MetricsUseEtcdNamesAndCountRequests()
+    {
+        await using var kvj = await KvJournalProcess.StartAsync();
+        for (int i = 0; i < 5; i++) await Etcdctl.RunAsync(kvj.Endpoint, null, "put", $"m{i}", "v");
+        var metrics = await CurlAsync(kvj, "/metrics");
+        Assert.Equal(200, metrics.Status);
+        var lines = metrics.Body.Split('\n');
+        Assert.Contains("etcd_server_has_leader 1", lines);
+        Assert.Contains("etcd_debugging_mvcc_keys_total 5", lines);
+        Assert.Contains("etcd_debugging_mvcc_current_revision 6", lines);
+        Assert.Contains(lines, l => l.StartsWith("etcd_mvcc_db_total_size_in_bytes ", StringComparison.Ordinal));
+        Assert.Contains("grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Put\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 5", lines);
+        Assert.Contains("kvjournal_journal_append_duration_seconds_count 6", lines); // the bootstrap entry and 5 puts
+    }
+}
