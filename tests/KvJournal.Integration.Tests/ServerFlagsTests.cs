@@ -10,17 +10,21 @@ namespace KvJournal.Integration.Tests;
 /// <summary>The executable's etcd-style flags, and the services that are declared but not served yet.</summary>
 public sealed class ServerFlagsTests
 {
-    [Fact]
-    public async Task UnknownFlagIsRejectedWithAClearMessage()
+    [Theory]
+    [InlineData("unknown flag: --no-such-flag", "--no-such-flag=1")]
+    [InlineData("https client URLs need --cert-file and --key-file", "--listen-client-urls", "https://127.0.0.1:1")]
+    [InlineData("--client-cert-auth needs --trusted-ca-file", "--client-cert-auth")]
+    [InlineData("invalid value \"soon\" for flag --watch-progress-notify-interval", "--watch-progress-notify-interval", "soon")]
+    public async Task BadFlagsAreRejectedWithAClearMessage(string message, params string[] args)
     {
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
         psi.ArgumentList.Add(Paths.ServerDll);
-        psi.ArgumentList.Add("--no-such-flag=1");
+        foreach (var a in args) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         string stderr = await p.StandardError.ReadToEndAsync();
         await p.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
         Assert.Equal(2, p.ExitCode);
-        Assert.Contains("unknown flag: --no-such-flag", stderr);
+        Assert.Contains(message, stderr);
     }
 
     [Fact]

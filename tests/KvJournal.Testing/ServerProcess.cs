@@ -17,7 +17,8 @@ public abstract class ServerProcess : IAsyncDisposable
     private readonly bool _ownsDataDir;
 
     /// <param name="ownsDataDir">delete the data directory on dispose (a test that restarts on it keeps it).</param>
-    protected ServerProcess(string fileName, IEnumerable<string> args, int port, string dataDir, bool ownsDataDir)
+    /// <param name="tls">when set the server listens on https:// and the channel presents its client certificate.</param>
+    protected ServerProcess(string fileName, IEnumerable<string> args, int port, string dataDir, bool ownsDataDir, TlsFiles? tls = null)
     {
         Port = port;
         DataDir = dataDir;
@@ -35,12 +36,35 @@ public abstract class ServerProcess : IAsyncDisposable
         _process.Start();
         _process.BeginOutputReadLine();
         _process.BeginErrorReadLine();
-        Channel = GrpcChannel.ForAddress($"http://127.0.0.1:{port}", new GrpcChannelOptions
+        Channel = GrpcChannel.ForAddress($"{(tls is null ? "http" : "https")}://127.0.0.1:{port}", new GrpcChannelOptions
         {
             MaxReceiveMessageSize = null,
             MaxSendMessageSize = null,
+            HttpHandler = tls is null ? null : TlsHandler(tls),
         });
         Kv = new KV.KVClient(Channel);
+    }
+
+    // Trusts only the test CA and presents the test client certificate.
+    private static SocketsHttpHandler TlsHandler(TlsFiles tls)
+    {
+        var ca = tls.LoadCa();
+        return new SocketsHttpHandler
+        {
+            SslOptions =
+            {
+                ClientCertificates = [tls.LoadClientCertificate()],
+                RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+                {
+                    if (certificate is null) return false;
+                    using var chain = new System.Security.Cryptography.X509Certificates.X509Chain();
+                    chain.ChainPolicy.TrustMode = System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust;
+                    chain.ChainPolicy.CustomTrustStore.Add(ca);
+                    chain.ChainPolicy.RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck;
+                    return chain.Build(new System.Security.Cryptography.X509Certificates.X509Certificate2(certificate));
+                },
+            },
+        };
     }
 
     public int Port { get; }
@@ -148,16 +172,23 @@ public abstract class ServerProcess : IAsyncDisposable
 /// <summary>A kvjournal member, started from the build output next to the tests.</summary>
 public sealed class KvJournalProcess : ServerProcess
 {
-    private KvJournalProcess(int port, string dataDir, bool ownsDataDir, IEnumerable<string> extraArgs)
-        : base("dotnet", Args(port, dataDir, extraArgs), port, dataDir, ownsDataDir)
+    private KvJournalProcess(int port, string dataDir, bool ownsDataDir, IEnumerable<string> extraArgs, TlsFiles? tls = null)
+        : base("dotnet", Args(port, dataDir, extraArgs, tls), port, dataDir, ownsDataDir, tls)
     {
     }
 
-    private static IEnumerable<string> Args(int port, string dataDir, IEnumerable<string> extraArgs)
+    private static IEnumerable<string> Args(int port, string dataDir, IEnumerable<string> extraArgs, TlsFiles? tls)
     {
-        string url = $"http://127.0.0.1:{port}";
-        return new[] { Paths.ServerDll, "--name", "kvj-test", "--data-dir", dataDir, "--listen-client-urls", url, "--advertise-client-urls", url }.Concat(extraArgs);
+        string url = $"{(tls is null ? "http" : "https")}://127.0.0.1:{port}";
+        var args = new List<string> { Paths.ServerDll, "--name", "kvj-test", "--data-dir", dataDir, "--listen-client-urls", url, "--advertise-client-urls", url };
+        if (tls is not null)
+            args.AddRange(["--cert-file", tls.ServerCert, "--key-file", tls.ServerKey, "--trusted-ca-file", tls.CaCert, "--client-cert-auth"]);
+        return args.Concat(extraArgs);
     }
+
+    /// <summary>Starts a member on https:// with mTLS: the server and client certificates of <paramref name="tls"/>.</summary>
+    public static Task<KvJournalProcess> StartWithTlsAsync(TlsFiles tls) =>
+        ReadyAsync(() => new KvJournalProcess(Ports.Free(), Paths.NewTempDir("kvj-tls"), true, [], tls));
 
     /// <summary>
     /// Starts a member on a fresh port. With no <paramref name="dataDir"/> it gets a temporary one,

@@ -13,6 +13,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -49,7 +50,8 @@ public sealed class KvJournalServer : IAsyncDisposable
             kestrel.AddServerHeader = false;
             kestrel.Limits.MaxRequestBodySize = null;
             kestrel.Limits.Http2.MaxStreamsPerConnection = 65536;
-            foreach (var url in _options.ListenClientUrls) Listen(kestrel, url, _splitter);
+            var tls = _options.UsesTls ? ClientTls.Options(_options) : null;
+            foreach (var url in _options.ListenClientUrls) Listen(kestrel, url, _splitter, tls);
             // HTTP/1.1 for the client ports' non-gRPC requests, relayed here by the splitter.
             kestrel.Listen(IPAddress.Loopback, 0, l => l.Protocols = HttpProtocols.Http1);
         });
@@ -94,11 +96,18 @@ public sealed class KvJournalServer : IAsyncDisposable
         _app?.WaitForShutdownAsync(cancellationToken) ?? Task.CompletedTask;
 
     // Cleartext URLs speak HTTP/2 with prior knowledge (h2c), as etcdctl and kube-apiserver do on
-    // http:// endpoints; the splitter hands HTTP/1.1 connections to the internal listener.
-    private static void Listen(KestrelServerOptions kestrel, Uri url, ClientPortSplitter splitter)
+    // http:// endpoints; the splitter hands HTTP/1.1 connections to the internal listener. On
+    // https:// URLs TLS's ALPN picks the protocol per connection.
+    private static void Listen(KestrelServerOptions kestrel, Uri url, ClientPortSplitter splitter, HttpsConnectionAdapterOptions? tls)
     {
         void Http2(ListenOptions l)
         {
+            if (url.Scheme == "https")
+            {
+                l.Protocols = HttpProtocols.Http1AndHttp2;
+                l.UseHttps(tls!);
+                return;
+            }
             l.Protocols = HttpProtocols.Http2;
             l.Use(splitter.Wrap);
         }

@@ -19,6 +19,14 @@ public sealed record ServerOptions
     public int MaxTxnOps { get; init; } = 128;
     /// <summary>Backend quota; 0 means etcd's default of 2 GiB.</summary>
     public long QuotaBackendBytes { get; init; }
+    /// <summary>Server certificate and key (PEM) for https:// client URLs.</summary>
+    public string? CertFile { get; init; }
+    public string? KeyFile { get; init; }
+    /// <summary>CA (PEM) that client certificates must chain to.</summary>
+    public string? TrustedCaFile { get; init; }
+    /// <summary>Require a client certificate signed by the trusted CA (mTLS).</summary>
+    public bool ClientCertAuth { get; init; }
+
     /// <summary>How often watchers that asked for progress notifications get one (etcd default 10 min).</summary>
     public TimeSpan WatchProgressNotifyInterval { get; init; } = TimeSpan.FromMinutes(10);
 
@@ -44,6 +52,10 @@ public sealed record ServerOptions
           --max-txn-ops N                 maximum operations in one txn request (default 128)
           --quota-backend-bytes N         raise an alarm when the keyspace exceeds N bytes (default 0 = 2 GiB)
           --watch-progress-notify-interval D   period of progress notifications to watchers that ask (default 10m)
+          --cert-file FILE                server TLS certificate (PEM) for https:// client URLs
+          --key-file FILE                 its private key (PEM)
+          --trusted-ca-file FILE          CA bundle (PEM) client certificates must chain to
+          --client-cert-auth              require a client certificate signed by the trusted CA
           --help                          show this help
           --version                       print the version and exit
         """;
@@ -71,6 +83,13 @@ public sealed record ServerOptions
                 if (i + 1 >= args.Count) throw new ArgumentException($"flag needs an argument: --{name}");
                 return args[++i];
             }
+            // Go's boolean flags: "--flag" alone is true; "--flag=false" is the only way to say false.
+            bool Bool() => value is null || value switch
+            {
+                "true" or "1" or "t" or "T" or "TRUE" or "True" => true,
+                "false" or "0" or "f" or "F" or "FALSE" or "False" => false,
+                _ => throw new ArgumentException($"invalid boolean value \"{value}\" for flag --{name}"),
+            };
             o = name switch
             {
                 "name" => o with { Name = Value() },
@@ -83,9 +102,14 @@ public sealed record ServerOptions
                 // etcd 3.5 spells it with the experimental- prefix; both are accepted.
                 "watch-progress-notify-interval" or "experimental-watch-progress-notify-interval" =>
                     o with { WatchProgressNotifyInterval = Duration(name, Value()) },
+                "cert-file" => o with { CertFile = Value() },
+                "key-file" => o with { KeyFile = Value() },
+                "trusted-ca-file" => o with { TrustedCaFile = Value() },
+                "client-cert-auth" => o with { ClientCertAuth = Bool() },
                 _ => throw new ArgumentException($"unknown flag: --{name}"),
             };
         }
+        o.CheckTls();
         return o;
     }
 
@@ -94,6 +118,17 @@ public sealed record ServerOptions
         if (!long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long n) || n < min || n > max)
             throw new ArgumentException($"invalid value \"{text}\" for flag --{flag}: want an integer in [{min}, {max}]");
         return n;
+    }
+
+    /// <summary>Whether the listen URLs need TLS, and that the files for it were given.</summary>
+    public bool UsesTls => ListenClientUrls.Any(u => u.Scheme == "https");
+
+    private void CheckTls()
+    {
+        if (UsesTls && (CertFile is null || KeyFile is null))
+            throw new ArgumentException("https client URLs need --cert-file and --key-file");
+        if (ClientCertAuth && TrustedCaFile is null)
+            throw new ArgumentException("--client-cert-auth needs --trusted-ca-file");
     }
 
     // Go's time.Duration syntax as etcd's flags take it: a sequence of number+unit ("10m", "1m30s", "500ms").
@@ -140,8 +175,6 @@ public sealed record ServerOptions
         {
             if (!Uri.TryCreate(parts[i], UriKind.Absolute, out var u) || u.Scheme is not ("http" or "https") || u.IsDefaultPort && !parts[i].Contains(":" + u.Port, StringComparison.Ordinal))
                 throw new ArgumentException($"invalid URL \"{parts[i]}\" for flag --{flag}: want scheme://host:port");
-            if (u.Scheme == "https")
-                throw new ArgumentException($"--{flag} {parts[i]}: TLS is not supported yet; use http://");
             urls[i] = u;
         }
         return urls;

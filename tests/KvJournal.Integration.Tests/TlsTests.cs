@@ -1,0 +1,76 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Etcdserverpb;
+using Google.Protobuf;
+using KvJournal.Testing;
+using Xunit;
+
+namespace KvJournal.Integration.Tests;
+
+/// <summary>
+/// https:// client URLs with client certificates (--cert-file, --key-file, --trusted-ca-file,
+/// --client-cert-auth), driven by etcdctl, curl and a gRPC client, with certificates made by the test.
+/// </summary>
+public sealed class TlsTests : IDisposable
+{
+    private readonly string _dir = Paths.NewTempDir("tls");
+    private readonly TlsFiles _tls;
+
+    public TlsTests() => _tls = TlsFiles.Create(_dir);
+
+    public void Dispose() => Paths.DeleteDir(_dir);
+
+    private Task<Etcdctl.Result> EtcdctlAsync(ServerProcess server, string? cert, string? key, params string[] args)
+    {
+        var all = new List<string> { $"--cacert={_tls.CaCert}" };
+        if (cert is not null) all.AddRange([$"--cert={cert}", $"--key={key}"]);
+        all.AddRange(args);
+        return Etcdctl.RunAsync($"https://{server.Endpoint}", null, [.. all]);
+    }
+
+    [Fact]
+    public async Task EtcdctlWithAClientCertificateIsServedOverHttps()
+    {
+        await using var kvj = await KvJournalProcess.StartWithTlsAsync(_tls);
+        Assert.Equal("OK", (await EtcdctlAsync(kvj, _tls.ClientCert, _tls.ClientKey, "put", "secure", "yes")).Stdout.Trim());
+        Assert.Equal("secure\nyes", (await EtcdctlAsync(kvj, _tls.ClientCert, _tls.ClientKey, "get", "secure")).Stdout.Trim());
+        var status = await EtcdctlAsync(kvj, _tls.ClientCert, _tls.ClientKey, "endpoint", "status", "-w", "json");
+        Assert.Equal("3.6.0", JsonDocument.Parse(status.Stdout).RootElement[0].GetProperty("Status").GetProperty("version").GetString());
+        var health = await EtcdctlAsync(kvj, _tls.ClientCert, _tls.ClientKey, "endpoint", "health");
+        Assert.Equal(0, health.ExitCode);
+        var members = await EtcdctlAsync(kvj, _tls.ClientCert, _tls.ClientKey, "member", "list", "-w", "json");
+        Assert.Equal($"https://{kvj.Endpoint}", JsonDocument.Parse(members.Stdout).RootElement.GetProperty("members")[0].GetProperty("clientURLs")[0].GetString());
+
+        // A .NET gRPC client with the certificate, and curl's HTTP/1.1 on the same TLS port.
+        var range = await kvj.Kv.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8("secure") });
+        Assert.Equal("yes", range.Kvs.Single().Value.ToStringUtf8());
+        Assert.Equal("{\"health\":\"true\",\"reason\":\"\"}", await CurlAsync(kvj, "/health", withClientCertificate: true));
+    }
+
+    [Fact]
+    public async Task ClientsWithoutATrustedCertificateAreRefused()
+    {
+        await using var kvj = await KvJournalProcess.StartWithTlsAsync(_tls);
+        var none = await EtcdctlAsync(kvj, null, null, "--command-timeout=3s", "get", "x");
+        Assert.NotEqual(0, none.ExitCode);
+        var stranger = await EtcdctlAsync(kvj, _tls.StrangerCert, _tls.StrangerKey, "--command-timeout=3s", "get", "x");
+        Assert.NotEqual(0, stranger.ExitCode);
+        Assert.Equal("", await CurlAsync(kvj, "/health", withClientCertificate: false));
+        // The trusted one still works.
+        Assert.Equal(0, (await EtcdctlAsync(kvj, _tls.ClientCert, _tls.ClientKey, "get", "x")).ExitCode);
+    }
+
+    // The body curl printed; empty when the TLS handshake was refused.
+    private async Task<string> CurlAsync(ServerProcess server, string path, bool withClientCertificate)
+    {
+        var psi = new ProcessStartInfo("curl") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var args = new List<string> { "-s", "--max-time", "20", "--cacert", _tls.CaCert };
+        if (withClientCertificate) args.AddRange(["--cert", _tls.ClientCert, "--key", _tls.ClientKey]);
+        args.Add($"https://{server.Endpoint}{path}");
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        string body = await p.StandardOutput.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        return body;
+    }
+}
