@@ -82,6 +82,40 @@ public sealed class MaintenanceTests
     }
 
     [Fact]
+    public async Task EtcdctlSnapshotSaveGetsAChecksummedPointInTimeSnapshot()
+    {
+        await using var kvj = await KvJournalProcess.StartAsync();
+        await Parallel.ForAsync(0, 2500, new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (i, ct) =>
+            await kvj.Kv.PutAsync(new PutRequest { Key = B($"s/{i:D4}"), Value = B(new string('v', 100)) }, cancellationToken: ct));
+        await kvj.Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = B("s/0000") });
+        string file = Path.Combine(kvj.DataDir, "..", $"snap-{Guid.NewGuid():N}.db");
+        try
+        {
+            var saved = await Etcdctl.RunAsync(kvj.Endpoint, null, "snapshot", "save", file);
+            Assert.Equal($"Snapshot saved at {file}", saved.Stdout.Trim());
+            byte[] bytes = await File.ReadAllBytesAsync(file);
+            Assert.Equal(32, bytes.Length % 512);
+            Assert.Equal(System.Security.Cryptography.SHA256.HashData(bytes.AsSpan(0, bytes.Length - 32)), bytes[^32..]);
+
+            // Its content: the header at the revision of the last write, then every live key.
+            Assert.Equal("KVJSNAP1"u8.ToArray(), bytes[..8]);
+            using var input = new MemoryStream(bytes, 8, bytes.Length - 8 - 32);
+            var records = new List<KvJournal.Protos.Snapshot.SnapshotRecord>();
+            // Length-delimited records up to the zero-length end marker (an empty record).
+            while (KvJournal.Protos.Snapshot.SnapshotRecord.Parser.ParseDelimitedFrom(input) is { BodyCase: not KvJournal.Protos.Snapshot.SnapshotRecord.BodyOneofCase.None } record)
+                records.Add(record);
+            Assert.Equal(2502, records[0].Header.Revision);
+            Assert.Equal(2499, records.Count(r => r.Kv is not null));
+            Assert.DoesNotContain(records, r => r.Kv?.Key.ToStringUtf8() == "s/0000");
+            Assert.Empty(Directory.GetFiles(kvj.DataDir, "snapshot-*")); // the member's temporary copy is gone
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
     public async Task LeadershipMembershipAndDowngradeAnswerAtOnce()
     {
         await using var kvj = await KvJournalProcess.StartAsync();

@@ -52,9 +52,5 @@ public sealed class ServerFlagsTests
         var auth = new Auth.AuthClient(kvj.Channel);
         var ex = await Assert.ThrowsAsync<RpcException>(() => auth.AuthStatusAsync(new AuthStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
         Assert.Equal(StatusCode.Unimplemented, ex.StatusCode);
-        var maintenance = new Maintenance.MaintenanceClient(kvj.Channel);
-        using var snapshot = maintenance.Snapshot(new SnapshotRequest(), deadline: DateTime.UtcNow.AddSeconds(10));
-        ex = await Assert.ThrowsAsync<RpcException>(() => snapshot.ResponseStream.MoveNext(CancellationToken.None));
-        Assert.Equal(StatusCode.Unimplemented, ex.StatusCode);
     }
 }

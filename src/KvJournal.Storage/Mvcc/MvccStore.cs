@@ -180,6 +180,22 @@ public sealed class MvccStore
             return StoreStatus.Ok;
         }
 
+        /// <summary>
+        /// Up to <paramref name="max"/> keys live in <paramref name="range"/> at <paramref name="atRevision"/>,
+        /// in key order, without counting the rest (a page of a long scan such as a snapshot).
+        /// </summary>
+        public StoreStatus Page(KeyRange range, long atRevision, int max, List<KeyValue> output)
+        {
+            if (atRevision > ReadRevision) return StoreStatus.FutureRevision;
+            if (atRevision < _store.CompactRevision) return StoreStatus.Compacted;
+            foreach (var h in _store._index.Range(range))
+            {
+                if (output.Count >= max) break;
+                if (h.TryGetLive(atRevision, out var v)) output.Add(ToKeyValue(h, v, keysOnly: false));
+            }
+            return StoreStatus.Ok;
+        }
+
         /// <summary>The live version of one key now, as seen by this txn.</summary>
         public KeyValue? Get(ByteString key)
         {

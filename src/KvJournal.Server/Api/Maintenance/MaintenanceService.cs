@@ -1,6 +1,7 @@
 using Etcdserverpb;
 using Grpc.Core;
 using KvJournal.Member.Shards;
+using KvJournal.Member.Snapshots;
 using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Hosting;
 using KvJournal.Storage.Apply;
@@ -20,7 +21,7 @@ public static class MaintenanceDbSize
 /// <summary>
 /// etcd's Maintenance service for what etcdctl and kube-apiserver call: status, hashes, alarms,
 /// defragment, and clear answers for leadership and downgrade, which a journal-based keyspace
-/// does not have. Snapshot is not served yet (Unimplemented).
+/// does not have.
 /// </summary>
 public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etcdserverpb.Maintenance.MaintenanceBase
 {
@@ -80,6 +81,43 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
         });
         ResponseHeaders.Fill(response.Header, shard);
         return response;
+    }
+
+    /// <summary>
+    /// Streams a point-in-time snapshot in KvJournal's format (SnapshotWriter), written to a file in
+    /// the data directory first so remaining_bytes is exact. etcdctl snapshot save accepts it: it
+    /// requires the 512-byte alignment and the SHA-256 trailer. etcdutl cannot read it (it is not a
+    /// bbolt file).
+    /// </summary>
+    public override async Task Snapshot(SnapshotRequest request, IServerStreamWriter<SnapshotResponse> responseStream, ServerCallContext context)
+    {
+        string path = Path.Combine(Path.GetFullPath(options.EffectiveDataDir), $"snapshot-{Guid.NewGuid():N}.tmp");
+        try
+        {
+            await using (var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous))
+                await SnapshotWriter.WriteAsync(shard, file, context.CancellationToken).ConfigureAwait(false);
+            await using var read = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan);
+            long remaining = read.Length;
+            var buffer = new byte[1 << 20];
+            while (remaining > 0)
+            {
+                int n = await read.ReadAsync(buffer, context.CancellationToken).ConfigureAwait(false);
+                remaining -= n;
+                var response = new SnapshotResponse
+                {
+                    Header = new ResponseHeader { Revision = CurrentRevision() },
+                    RemainingBytes = (ulong)remaining,
+                    Blob = Google.Protobuf.ByteString.CopyFrom(buffer, 0, n),
+                    Version = ServerVersion.Etcd,
+                };
+                ResponseHeaders.Fill(response.Header, shard);
+                await responseStream.WriteAsync(response, context.CancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     /// <summary>No alarm is raised yet (NOSPACE comes with shard quotas): GET and DEACTIVATE find none.</summary>
