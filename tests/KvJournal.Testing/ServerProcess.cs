@@ -18,7 +18,8 @@ public abstract class ServerProcess : IAsyncDisposable
 
     /// <param name="ownsDataDir">delete the data directory on dispose (a test that restarts on it keeps it).</param>
     /// <param name="tls">when set the server listens on https:// and the channel presents its client certificate.</param>
-    protected ServerProcess(string fileName, IEnumerable<string> args, int port, string dataDir, bool ownsDataDir, TlsFiles? tls = null)
+    protected ServerProcess(string fileName, IEnumerable<string> args, int port, string dataDir, bool ownsDataDir, TlsFiles? tls = null,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         Port = port;
         DataDir = dataDir;
@@ -30,6 +31,7 @@ public abstract class ServerProcess : IAsyncDisposable
             UseShellExecute = false,
         };
         foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>()) psi.Environment[name] = value;
         _process = new Process { StartInfo = psi };
         _process.OutputDataReceived += (_, e) => Append(e.Data);
         _process.ErrorDataReceived += (_, e) => Append(e.Data);
@@ -172,10 +174,15 @@ public abstract class ServerProcess : IAsyncDisposable
 /// <summary>A kvjournal member, started from the build output next to the tests.</summary>
 public sealed class KvJournalProcess : ServerProcess
 {
-    private KvJournalProcess(int port, string dataDir, bool ownsDataDir, IEnumerable<string> extraArgs, TlsFiles? tls = null)
-        : base("dotnet", Args(port, dataDir, extraArgs, tls), port, dataDir, ownsDataDir, tls)
+    private KvJournalProcess(int port, string dataDir, bool ownsDataDir, IEnumerable<string> extraArgs, TlsFiles? tls = null,
+        IReadOnlyDictionary<string, string>? environment = null)
+        : base("dotnet", Args(port, dataDir, extraArgs, tls), port, dataDir, ownsDataDir, tls, environment)
     {
     }
+
+    /// <summary>Starts a member with extra environment variables (e.g. ETCD_* settings).</summary>
+    public static Task<KvJournalProcess> StartWithEnvironmentAsync(IReadOnlyDictionary<string, string> environment, params string[] extraArgs) =>
+        ReadyAsync(() => new KvJournalProcess(Ports.Free(), Paths.NewTempDir("kvj"), true, extraArgs, null, environment));
 
     private static IEnumerable<string> Args(int port, string dataDir, IEnumerable<string> extraArgs, TlsFiles? tls)
     {

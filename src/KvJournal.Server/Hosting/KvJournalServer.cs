@@ -1,6 +1,7 @@
 using System.Net;
 using KvJournal.Journal;
 using KvJournal.Journal.Embedded;
+using KvJournal.Member.Compaction;
 using KvJournal.Member.Shards;
 using KvJournal.Server.Api.Cluster;
 using KvJournal.Server.Api.Http;
@@ -30,6 +31,8 @@ public sealed class KvJournalServer : IAsyncDisposable
     private Shard? _shard;
     private WebApplication? _app;
     private readonly ClientPortSplitter _splitter = new();
+    private readonly CancellationTokenSource _stopping = new();
+    private Task _compacting = Task.CompletedTask;
 
     public KvJournalServer(ServerOptions options) => _options = options;
 
@@ -42,9 +45,15 @@ public sealed class KvJournalServer : IAsyncDisposable
         _journal = new FasterLogJournal(Path.Combine(dataDir, "journal"), _options.MaxRequestBytes + 64 * 1024);
         _shard = await Shard.OpenAsync(_journal, new ShardOptions(memberId, _options.MaxRequestBytes, _options.WatchProgressNotifyInterval), cancellationToken).ConfigureAwait(false);
 
+        if (AutoCompaction(_shard) is { } compactor) _compacting = Task.Run(() => compactor.RunAsync(_stopping.Token), CancellationToken.None);
+
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
+        // Structured (JSON) logs like etcd's; the web stack's per-request information stays out.
+        builder.Logging.AddJsonConsole(o => o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ")
+            .SetMinimumLevel(LogLevelOf(_options.LogLevel))
+            .AddFilter("Microsoft", level => level >= LogLevel.Warning && level >= LogLevelOf(_options.LogLevel))
+            .AddFilter("Grpc", level => level >= LogLevel.Warning && level >= LogLevelOf(_options.LogLevel));
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
@@ -52,6 +61,7 @@ public sealed class KvJournalServer : IAsyncDisposable
             kestrel.Limits.Http2.MaxStreamsPerConnection = 65536;
             var tls = _options.UsesTls ? ClientTls.Options(_options) : null;
             foreach (var url in _options.ListenClientUrls) Listen(kestrel, url, _splitter, tls);
+            foreach (var url in _options.ListenMetricsUrls) ListenHttp1(kestrel, url);
             // HTTP/1.1 for the client ports' non-gRPC requests, relayed here by the splitter.
             kestrel.Listen(IPAddress.Loopback, 0, l => l.Protocols = HttpProtocols.Http1);
         });
@@ -79,10 +89,38 @@ public sealed class KvJournalServer : IAsyncDisposable
         _splitter.Http1Endpoint = InternalHttp1Endpoint();
     }
 
+    private AutoCompactor? AutoCompaction(Shard shard)
+    {
+        string retention = _options.AutoCompactionRetention;
+        if (retention is "0" or "") return null;
+        if (_options.AutoCompactionMode == "revision")
+            return AutoCompactor.Revision(shard, ServerOptions.Number("auto-compaction-retention", retention, 1, long.MaxValue));
+        // etcd reads a bare number as hours in periodic mode.
+        var period = long.TryParse(retention, out long hours) ? TimeSpan.FromHours(hours) : ServerOptions.Duration("auto-compaction-retention", retention);
+        return AutoCompactor.Periodic(shard, period);
+    }
+
+    private static LogLevel LogLevelOf(string etcdLevel) => etcdLevel switch
+    {
+        "debug" => LogLevel.Debug,
+        "info" => LogLevel.Information,
+        "warn" => LogLevel.Warning,
+        "error" => LogLevel.Error,
+        _ => LogLevel.Critical,
+    };
+
+    private static void ListenHttp1(KestrelServerOptions kestrel, Uri url)
+    {
+        void Http1(ListenOptions l) => l.Protocols = HttpProtocols.Http1;
+        if (url.Host is "localhost") kestrel.ListenLocalhost(url.Port, Http1);
+        else if (IPAddress.TryParse(url.Host, out var ip)) kestrel.Listen(ip, url.Port, Http1);
+        else kestrel.ListenAnyIP(url.Port, Http1);
+    }
+
     // The loopback HTTP/1.1 listener was bound to port 0: find the port the OS gave it.
     private IPEndPoint InternalHttp1Endpoint()
     {
-        var clientPorts = _options.ListenClientUrls.Select(u => u.Port).ToHashSet();
+        var clientPorts = _options.ListenClientUrls.Concat(_options.ListenMetricsUrls).Select(u => u.Port).ToHashSet();
         var addresses = _app!.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
         foreach (var address in addresses)
         {
@@ -118,6 +156,8 @@ public sealed class KvJournalServer : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _compacting.ConfigureAwait(false);
         if (_app is not null) await _app.DisposeAsync().ConfigureAwait(false);
         if (_shard is not null) await _shard.DisposeAsync().ConfigureAwait(false);
         if (_journal is not null) await _journal.DisposeAsync().ConfigureAwait(false);

@@ -27,6 +27,14 @@ public sealed record ServerOptions
     /// <summary>Require a client certificate signed by the trusted CA (mTLS).</summary>
     public bool ClientCertAuth { get; init; }
 
+    /// <summary>Extra plain-HTTP URLs serving only /metrics and the health endpoints.</summary>
+    public IReadOnlyList<Uri> ListenMetricsUrls { get; init; } = [];
+    /// <summary>etcd's auto-compaction: "periodic" (keep a duration of history) or "revision" (keep N revisions).</summary>
+    public string AutoCompactionMode { get; init; } = "periodic";
+    /// <summary>"0" (off), a duration for periodic ("1h", "30m"; a bare number means hours), a count for revision.</summary>
+    public string AutoCompactionRetention { get; init; } = "0";
+    public string LogLevel { get; init; } = "info";
+
     /// <summary>How often watchers that asked for progress notifications get one (etcd default 10 min).</summary>
     public TimeSpan WatchProgressNotifyInterval { get; init; } = TimeSpan.FromMinutes(10);
 
@@ -56,14 +64,62 @@ public sealed record ServerOptions
           --key-file FILE                 its private key (PEM)
           --trusted-ca-file FILE          CA bundle (PEM) client certificates must chain to
           --client-cert-auth              require a client certificate signed by the trusted CA
+          --listen-metrics-urls URLS      extra http:// URLs serving /metrics and /health only
+          --auto-compaction-mode MODE     periodic or revision (default periodic)
+          --auto-compaction-retention R   history to keep: a duration ("1h"; a bare number is hours) for
+                                          periodic, a number of revisions for revision (default 0 = off)
+          --log-level LEVEL               debug, info, warn, error, panic or fatal (default info)
+          --config-file FILE              YAML file with the settings above, keys named like the flags
           --help                          show this help
+
+        Every setting can also come from the environment as ETCD_<NAME> (ETCD_DATA_DIR for --data-dir);
+        flags override the environment, which overrides the config file.
           --version                       print the version and exit
         """;
 
-    /// <summary>Parses flags; throws <see cref="ArgumentException"/> with a user-facing message on bad input.</summary>
-    public static ServerOptions Parse(IReadOnlyList<string> args)
+    /// <summary>
+    /// Parses the configuration as etcd reads it: a --config-file (YAML, keys named like the
+    /// flags), then ETCD_* environment variables (ETCD_DATA_DIR for --data-dir), then the flags,
+    /// each overriding the one before. Throws <see cref="ArgumentException"/> with a user-facing message.
+    /// </summary>
+    public static ServerOptions Parse(IReadOnlyList<string> args, IReadOnlyDictionary<string, string>? environment = null)
     {
+        environment ??= Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
+            .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? "");
+        var flags = ReadFlags(args);
         var o = new ServerOptions();
+        string? configFile = flags.LastOrDefault(f => f.Name == "config-file").Value ?? environment.GetValueOrDefault("ETCD_CONFIG_FILE");
+        if (configFile is not null)
+        {
+            foreach (var (name, value) in ConfigFile.Read(configFile)) o = o.Set(name, value, $"in {configFile}");
+        }
+        foreach (string name in FlagNames)
+        {
+            if (environment.TryGetValue("ETCD_" + name.ToUpperInvariant().Replace('-', '_'), out var value)) o = o.Set(name, value, "from the environment");
+        }
+        foreach (var (name, value) in flags)
+        {
+            if (name != "config-file") o = o.Set(name, value, null);
+        }
+        o.CheckTls();
+        return o;
+    }
+
+    /// <summary>Every setting's name (a flag, a config file key, an ETCD_* variable).</summary>
+    public static readonly string[] FlagNames =
+    [
+        "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-metrics-urls", "max-request-bytes",
+        "max-txn-ops", "quota-backend-bytes", "watch-progress-notify-interval", "experimental-watch-progress-notify-interval",
+        "cert-file", "key-file", "trusted-ca-file", "client-cert-auth", "auto-compaction-mode", "auto-compaction-retention",
+        "log-level",
+    ];
+
+    private static readonly HashSet<string> BooleanFlags = ["client-cert-auth"];
+
+    // Go's flag syntax: --name value, --name=value, one or two dashes; a boolean flag alone is true.
+    private static List<(string Name, string Value)> ReadFlags(IReadOnlyList<string> args)
+    {
+        var flags = new List<(string, string)>();
         for (int i = 0; i < args.Count; i++)
         {
             string arg = args[i];
@@ -77,48 +133,61 @@ public sealed record ServerOptions
                 value = name[(eq + 1)..];
                 name = name[..eq];
             }
-            string Value()
+            if (name != "config-file" && !FlagNames.Contains(name)) throw new ArgumentException($"unknown flag: --{name}");
+            if (value is null && BooleanFlags.Contains(name)) value = "true";
+            if (value is null)
             {
-                if (value is not null) return value;
                 if (i + 1 >= args.Count) throw new ArgumentException($"flag needs an argument: --{name}");
-                return args[++i];
+                value = args[++i];
             }
-            // Go's boolean flags: "--flag" alone is true; "--flag=false" is the only way to say false.
-            bool Bool() => value is null || value switch
-            {
-                "true" or "1" or "t" or "T" or "TRUE" or "True" => true,
-                "false" or "0" or "f" or "F" or "FALSE" or "False" => false,
-                _ => throw new ArgumentException($"invalid boolean value \"{value}\" for flag --{name}"),
-            };
-            o = name switch
-            {
-                "name" => o with { Name = Value() },
-                "data-dir" => o with { DataDir = Value() },
-                "listen-client-urls" => o with { ListenClientUrls = Urls(name, Value()) },
-                "advertise-client-urls" => o with { AdvertiseClientUrls = Urls(name, Value()) },
-                "max-request-bytes" => o with { MaxRequestBytes = (int)Number(name, Value(), 1, int.MaxValue - 1024 * 1024) },
-                "max-txn-ops" => o with { MaxTxnOps = (int)Number(name, Value(), 1, int.MaxValue) },
-                "quota-backend-bytes" => o with { QuotaBackendBytes = Number(name, Value(), 0, long.MaxValue) },
-                // etcd 3.5 spells it with the experimental- prefix; both are accepted.
-                "watch-progress-notify-interval" or "experimental-watch-progress-notify-interval" =>
-                    o with { WatchProgressNotifyInterval = Duration(name, Value()) },
-                "cert-file" => o with { CertFile = Value() },
-                "key-file" => o with { KeyFile = Value() },
-                "trusted-ca-file" => o with { TrustedCaFile = Value() },
-                "client-cert-auth" => o with { ClientCertAuth = Bool() },
-                _ => throw new ArgumentException($"unknown flag: --{name}"),
-            };
+            flags.Add((name, value));
         }
-        o.CheckTls();
-        return o;
+        return flags;
     }
 
-    private static long Number(string flag, string text, long min, long max)
+    private ServerOptions Set(string name, string value, string? where) => name switch
+    {
+        "name" => this with { Name = value },
+        "data-dir" => this with { DataDir = value },
+        "listen-client-urls" => this with { ListenClientUrls = Urls(name, value) },
+        "advertise-client-urls" => this with { AdvertiseClientUrls = Urls(name, value) },
+        "listen-metrics-urls" => this with { ListenMetricsUrls = Urls(name, value) },
+        "max-request-bytes" => this with { MaxRequestBytes = (int)Number(name, value, 1, int.MaxValue - 1024 * 1024) },
+        "max-txn-ops" => this with { MaxTxnOps = (int)Number(name, value, 1, int.MaxValue) },
+        "quota-backend-bytes" => this with { QuotaBackendBytes = Number(name, value, 0, long.MaxValue) },
+        // etcd 3.5 spells it with the experimental- prefix; both are accepted.
+        "watch-progress-notify-interval" or "experimental-watch-progress-notify-interval" =>
+            this with { WatchProgressNotifyInterval = Duration(name, value) },
+        "cert-file" => this with { CertFile = value },
+        "key-file" => this with { KeyFile = value },
+        "trusted-ca-file" => this with { TrustedCaFile = value },
+        "client-cert-auth" => this with { ClientCertAuth = Bool(name, value) },
+        "auto-compaction-mode" => this with
+        {
+            AutoCompactionMode = value is "periodic" or "revision" ? value : throw new ArgumentException($"invalid value \"{value}\" for flag --{name}: want periodic or revision"),
+        },
+        "auto-compaction-retention" => this with { AutoCompactionRetention = value },
+        "log-level" => this with
+        {
+            LogLevel = value is "debug" or "info" or "warn" or "error" or "panic" or "fatal" ? value : throw new ArgumentException($"invalid value \"{value}\" for flag --{name}: want debug, info, warn, error, panic or fatal"),
+        },
+        _ => throw new ArgumentException(where is null ? $"unknown flag: --{name}" : $"unknown setting \"{name}\" {where}"),
+    };
+
+    internal static long Number(string flag, string text, long min, long max)
     {
         if (!long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long n) || n < min || n > max)
             throw new ArgumentException($"invalid value \"{text}\" for flag --{flag}: want an integer in [{min}, {max}]");
         return n;
     }
+
+    // Go's strconv.ParseBool.
+    private static bool Bool(string flag, string value) => value switch
+    {
+        "true" or "1" or "t" or "T" or "TRUE" or "True" => true,
+        "false" or "0" or "f" or "F" or "FALSE" or "False" => false,
+        _ => throw new ArgumentException($"invalid boolean value \"{value}\" for flag --{flag}"),
+    };
 
     /// <summary>Whether the listen URLs need TLS, and that the files for it were given.</summary>
     public bool UsesTls => ListenClientUrls.Any(u => u.Scheme == "https");
@@ -127,12 +196,14 @@ public sealed record ServerOptions
     {
         if (UsesTls && (CertFile is null || KeyFile is null))
             throw new ArgumentException("https client URLs need --cert-file and --key-file");
+        if (ListenMetricsUrls.Any(u => u.Scheme != "http"))
+            throw new ArgumentException("--listen-metrics-urls takes http:// URLs");
         if (ClientCertAuth && TrustedCaFile is null)
             throw new ArgumentException("--client-cert-auth needs --trusted-ca-file");
     }
 
     // Go's time.Duration syntax as etcd's flags take it: a sequence of number+unit ("10m", "1m30s", "500ms").
-    private static TimeSpan Duration(string flag, string text)
+    internal static TimeSpan Duration(string flag, string text)
     {
         var rest = text.AsSpan();
         double totalMs = 0;
