@@ -50,6 +50,32 @@ public sealed class MaintenanceTests
     }
 
     [Fact]
+    public async Task MemberListComesFromTheJournalAndSurvivesRestart()
+    {
+        string dir = Paths.NewTempDir("members");
+        try
+        {
+            ulong id;
+            await using (var first = await KvJournalProcess.StartAsync(dir))
+            {
+                var list = await new Cluster.ClusterClient(first.Channel).MemberListAsync(new MemberListRequest { Linearizable = true });
+                id = Assert.Single(list.Members).ID;
+                Assert.Equal(list.Header.MemberId, id);
+                await first.KillAsync();
+            }
+            // Restarted on a new port: the member's announcement is updated, not duplicated.
+            await using var second = await KvJournalProcess.StartAsync(dir);
+            var again = await new Cluster.ClusterClient(second.Channel).MemberListAsync(new MemberListRequest());
+            var member = Assert.Single(again.Members);
+            Assert.Equal((id, $"http://{second.Endpoint}"), (member.ID, member.ClientURLs.Single()));
+        }
+        finally
+        {
+            Paths.DeleteDir(dir);
+        }
+    }
+
+    [Fact]
     public async Task HashKvIsTheSameOnMembersThatAppliedTheSameWrites()
     {
         await using var one = await KvJournalProcess.StartAsync();

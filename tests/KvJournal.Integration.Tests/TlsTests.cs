@@ -41,6 +41,13 @@ public sealed class TlsTests : IDisposable
         var members = await EtcdctlAsync(kvj, _tls.ClientCert, _tls.ClientKey, "member", "list", "-w", "json");
         Assert.Equal($"https://{kvj.Endpoint}", JsonDocument.Parse(members.Stdout).RootElement.GetProperty("members")[0].GetProperty("clientURLs")[0].GetString());
 
+        foreach (var command in new[] { new[] { "endpoint", "hashkv" }, ["alarm", "list"], ["defrag"] })
+            Assert.Equal(0, (await EtcdctlAsync(kvj, _tls.ClientCert, _tls.ClientKey, command)).ExitCode);
+        string snapshot = Path.Combine(_dir, "snap.db");
+        Assert.Equal($"Snapshot saved at {snapshot}", (await EtcdctlAsync(kvj, _tls.ClientCert, _tls.ClientKey, "snapshot", "save", snapshot)).Stdout.Trim());
+        byte[] bytes = await File.ReadAllBytesAsync(snapshot);
+        Assert.Equal(System.Security.Cryptography.SHA256.HashData(bytes.AsSpan(0, bytes.Length - 32)), bytes[^32..]);
+
         // A .NET gRPC client with the certificate, and curl's HTTP/1.1 on the same TLS port.
         var range = await kvj.Kv.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8("secure") });
         Assert.Equal("yes", range.Kvs.Single().Value.ToStringUtf8());

@@ -13,8 +13,13 @@ using KvJournal.Storage.Watch;
 
 namespace KvJournal.Member.Shards;
 
-/// <summary>Limits a shard enforces on proposals, and how often watchers hear progress.</summary>
-public sealed record ShardOptions(ulong MemberId, int MaxRequestBytes, TimeSpan ProgressNotifyInterval);
+/// <summary>Who this member is, the limits it enforces on proposals, and how often watchers hear progress.</summary>
+public sealed record ShardOptions(ulong MemberId, int MaxRequestBytes, TimeSpan ProgressNotifyInterval)
+{
+    /// <summary>Announced on the journal at open, for Cluster.MemberList on every member.</summary>
+    public string MemberName { get; init; } = "default";
+    public IReadOnlyList<string> ClientUrls { get; init; } = [];
+}
 
 /// <summary>
 /// One etcd keyspace served by this member: its journal, store and applier. Writes are proposed
@@ -65,6 +70,9 @@ public sealed class Shard : IAsyncDisposable
 
     public ulong ClusterId => _applier.ClusterId;
 
+    /// <summary>Members announced on this journal, by id; read it under the store's lock (<see cref="Read{T}"/>).</summary>
+    public IReadOnlyDictionary<ulong, MemberAnnounce> Members => _applier.Members;
+
     /// <summary>Time from handing an entry to the journal to its being durable.</summary>
     public LatencyHistogram AppendLatency { get; } = new();
 
@@ -91,6 +99,12 @@ public sealed class Shard : IAsyncDisposable
             var bootstrap = new JournalEntry { Bootstrap = new Bootstrap { ClusterId = RandomNonZero() } };
             var result = await shard.ProposeAsync(bootstrap, cancellationToken).ConfigureAwait(false);
             if (result.Error != EtcdError.None) throw new JournalUnavailableException($"cannot bootstrap the journal: {result.Error}");
+        }
+        var announce = new MemberAnnounce { MemberId = options.MemberId, Name = options.MemberName, ClientUrls = { options.ClientUrls } };
+        if (!shard.Read(_ => shard._applier.Members.TryGetValue(options.MemberId, out var known) && known.Equals(announce)))
+        {
+            var announced = await shard.ProposeAsync(new JournalEntry { MemberAnnounce = announce }, cancellationToken).ConfigureAwait(false);
+            if (announced.Error != EtcdError.None) throw new JournalUnavailableException($"cannot announce this member on the journal: {announced.Error}");
         }
         var expiry = new LeaseExpiry(shard);
         shard._expiring = Task.Run(() => expiry.RunAsync(shard._stopping.Token), CancellationToken.None);

@@ -43,7 +43,11 @@ public sealed class KvJournalServer : IAsyncDisposable
         ulong memberId = MemberIdentity.LoadOrCreate(dataDir);
         // Room for the journal entry framing around the largest request.
         _journal = new FasterLogJournal(Path.Combine(dataDir, "journal"), _options.MaxRequestBytes + 64 * 1024);
-        _shard = await Shard.OpenAsync(_journal, new ShardOptions(memberId, _options.MaxRequestBytes, _options.WatchProgressNotifyInterval), cancellationToken).ConfigureAwait(false);
+        _shard = await Shard.OpenAsync(_journal, new ShardOptions(memberId, _options.MaxRequestBytes, _options.WatchProgressNotifyInterval)
+        {
+            MemberName = _options.Name,
+            ClientUrls = [.. _options.AdvertiseClientUrls.Select(u => u.GetLeftPart(UriPartial.Authority))],
+        }, cancellationToken).ConfigureAwait(false);
 
         if (AutoCompaction(_shard) is { } compactor) _compacting = Task.Run(() => compactor.RunAsync(_stopping.Token), CancellationToken.None);
 

@@ -23,6 +23,11 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
     /// <summary>Cluster id fixed by the journal's bootstrap entry (0 until it is applied).</summary>
     public ulong ClusterId { get; private set; }
 
+    /// <summary>The members that announced themselves on this journal, by id (latest announcement wins).</summary>
+    public IReadOnlyDictionary<ulong, MemberAnnounce> Members => _members;
+
+    private readonly SortedDictionary<ulong, MemberAnnounce> _members = [];
+
     public ApplyResult Apply(JournalEntry entry)
     {
         switch (entry.BodyCase)
@@ -38,6 +43,9 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
                 return Write(entry.Txn, static (x, txn, req) => x.Txn(txn, req, out var r) is var e && e != EtcdError.None ? ApplyResult.Fail(e) : ApplyResult.Ok(r!));
             case JournalEntry.BodyOneofCase.Compaction:
                 return Compact(entry.Compaction);
+            case JournalEntry.BodyOneofCase.MemberAnnounce:
+                _members[entry.MemberAnnounce.MemberId] = entry.MemberAnnounce;
+                return ApplyResult.Ok(new ResponseHeader { ClusterId = ClusterId });
             case JournalEntry.BodyOneofCase.LeaseGrant:
                 return leases.Grant(entry.LeaseGrant);
             case JournalEntry.BodyOneofCase.LeaseRevoke:

@@ -1,27 +1,30 @@
 using Etcdserverpb;
 using Grpc.Core;
 using KvJournal.Member.Shards;
-using KvJournal.Server.Hosting;
 
 namespace KvJournal.Server.Api.Cluster;
 
 /// <summary>
 /// etcd's Cluster service. Members share a keyspace by reading the same journal, not by raft
-/// membership, so the list holds the members known here (this one, until members announce
-/// themselves through the journal) and membership changes are refused with a clear message.
+/// membership: each member announces itself on the journal when it starts, so every member lists
+/// the same members. Membership changes are refused with a clear message.
 /// </summary>
-public sealed class ClusterService(Shard shard, ServerOptions options) : Etcdserverpb.Cluster.ClusterBase
+public sealed class ClusterService(Shard shard) : Etcdserverpb.Cluster.ClusterBase
 {
     private const string MembershipByJournal =
         "etcdserver: KvJournal members join by serving the same journal; raft membership changes are not used";
 
-    public override Task<MemberListResponse> MemberList(MemberListRequest request, ServerCallContext context)
+    public override async Task<MemberListResponse> MemberList(MemberListRequest request, ServerCallContext context)
     {
-        var self = new Etcdserverpb.Member { ID = shard.MemberId, Name = options.Name };
-        foreach (var url in options.AdvertiseClientUrls) self.ClientURLs.Add(url.GetLeftPart(UriPartial.Authority));
-        var response = new MemberListResponse { Header = new ResponseHeader { Revision = shard.Read(txn => txn.ReadRevision) }, Members = { self } };
+        if (request.Linearizable) await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
+        var response = shard.Read(txn =>
+        {
+            var r = new MemberListResponse { Header = new ResponseHeader { Revision = txn.ReadRevision } };
+            foreach (var m in shard.Members.Values) r.Members.Add(new Etcdserverpb.Member { ID = m.MemberId, Name = m.Name, ClientURLs = { m.ClientUrls } });
+            return r;
+        });
         ResponseHeaders.Fill(response.Header, shard);
-        return Task.FromResult(response);
+        return response;
     }
 
     public override Task<MemberAddResponse> MemberAdd(MemberAddRequest request, ServerCallContext context) => throw Refused();
