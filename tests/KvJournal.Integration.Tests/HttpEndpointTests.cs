@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using KvJournal.Testing;
 using Xunit;
@@ -12,18 +11,7 @@ namespace KvJournal.Integration.Tests;
 /// </summary>
 public sealed class HttpEndpointTests
 {
-    private sealed record CurlResult(int Status, string Body);
-
-    private static async Task<CurlResult> CurlAsync(ServerProcess server, string path)
-    {
-        var psi = new ProcessStartInfo("curl") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { "-s", "--max-time", "20", "-w", "\n%{http_code}", $"http://{server.Endpoint}{path}" }) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        string output = await p.StandardOutput.ReadToEndAsync();
-        await p.WaitForExitAsync();
-        int cut = output.LastIndexOf('\n');
-        return new CurlResult(int.Parse(output[(cut + 1)..], System.Globalization.CultureInfo.InvariantCulture), output[..cut]);
-    }
+    private static Task<Curl.Result> CurlAsync(ServerProcess server, string path) => Curl.GetAsync($"http://{server.Endpoint}{path}");
 
     [Fact]
     public async Task HealthLivezReadyzAndVersionAnswerLikeEtcd()

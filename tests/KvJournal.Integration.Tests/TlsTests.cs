@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.Json;
 using Etcdserverpb;
 using Google.Protobuf;
@@ -70,14 +69,9 @@ public sealed class TlsTests : IDisposable
     // The body curl printed; empty when the TLS handshake was refused.
     private async Task<string> CurlAsync(ServerProcess server, string path, bool withClientCertificate)
     {
-        var psi = new ProcessStartInfo("curl") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        var args = new List<string> { "-s", "--max-time", "20", "--cacert", _tls.CaCert };
-        if (withClientCertificate) args.AddRange(["--cert", _tls.ClientCert, "--key", _tls.ClientKey]);
-        args.Add($"https://{server.Endpoint}{path}");
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        string body = await p.StandardOutput.ReadToEndAsync();
-        await p.WaitForExitAsync();
-        return body;
+        string[] options = withClientCertificate
+            ? ["--cacert", _tls.CaCert, "--cert", _tls.ClientCert, "--key", _tls.ClientKey]
+            : ["--cacert", _tls.CaCert];
+        return (await Curl.GetAsync($"https://{server.Endpoint}{path}", options)).Body;
     }
 }
