@@ -163,6 +163,25 @@ public sealed class Shard : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Like <see cref="Read{T}"/> for one long range read: the scan lets waiting writes in every
+    /// few thousand keys instead of holding them off for its whole length.
+    /// </summary>
+    public T ReadLongRange<T>(Func<MvccStore.MvccTxn, T> read)
+    {
+        Store.Lock.EnterReadLock();
+        try
+        {
+            return read(Store.BeginYieldingRead(LongRangeChunkKeys));
+        }
+        finally
+        {
+            Store.Lock.ExitReadLock();
+        }
+    }
+
+    private const int LongRangeChunkKeys = 4096;
+
     private static ulong RandomNonZero()
     {
         ulong id;

@@ -28,6 +28,9 @@ public readonly struct KeyRange : IEquatable<KeyRange>
         IsSingleKey = single;
     }
 
+    /// <summary>The part of this range after <paramref name="key"/> (which is in it): where a paused scan resumes.</summary>
+    public KeyRange After(ByteString key) => new(ByteString.CopyFrom([.. key.Span, 0]), End, single: false);
+
     public bool Contains(ByteString key)
     {
         if (IsSingleKey) return key.Equals(Key);

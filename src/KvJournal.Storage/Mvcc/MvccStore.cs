@@ -35,7 +35,15 @@ public sealed class MvccStore
     public IKeyLeaseTracker? LeaseTracker { get; set; }
 
     /// <summary>Starts a txn; a writable one must be ended with <see cref="MvccTxn.End"/> by the applier.</summary>
-    public MvccTxn Begin(bool writable) => new(this, writable);
+    public MvccTxn Begin(bool writable) => new(this, writable, yieldEvery: 0);
+
+    /// <summary>
+    /// Starts a read txn whose long range scans briefly release the read lock every
+    /// <paramref name="keys"/> keys, so a waiting writer gets in; the scan resumes after the last
+    /// key it read, still at its revision. Only for a caller that holds the read lock itself and
+    /// reads nothing else that must be consistent across the scan.
+    /// </summary>
+    public MvccTxn BeginYieldingRead(int keys) => new(this, writable: false, yieldEvery: keys);
 
     /// <summary>Compacts history below <paramref name="revision"/>; the caller checked the bounds.</summary>
     public void Compact(long revision)
@@ -136,15 +144,17 @@ public sealed class MvccStore
     {
         private readonly MvccStore _store;
         private readonly bool _writable;
+        private readonly int _yieldEvery;
         private readonly int _changeMark;
         private int _changes;
         // Histories this txn appended to, in order, so an aborted txn can take its writes back.
         private List<KeyHistory>? _touched;
 
-        internal MvccTxn(MvccStore store, bool writable)
+        internal MvccTxn(MvccStore store, bool writable, int yieldEvery)
         {
             _store = store;
             _writable = writable;
+            _yieldEvery = yieldEvery;
             BeginRevision = store.CurrentRevision;
             _changeMark = store._changes.Count;
         }
@@ -170,14 +180,34 @@ public sealed class MvccStore
             if (atRevision > current) return StoreStatus.FutureRevision;
             long rev = atRevision <= 0 ? current : atRevision;
             if (rev < _store.CompactRevision) return StoreStatus.Compacted;
-            foreach (var h in _store._index.Range(range))
+            var scan = range;
+            long seen = 0;
+            while (true)
             {
-                if (!h.TryGetLive(rev, out var v)) continue;
-                count++;
-                if (!countOnly && output is not null && (limit <= 0 || output.Count < limit))
-                    output.Add(ToKeyValue(h, v, keysOnly));
+                bool paused = false;
+                foreach (var h in _store._index.Range(scan))
+                {
+                    if (h.TryGetLive(rev, out var v))
+                    {
+                        count++;
+                        if (!countOnly && output is not null && (limit <= 0 || output.Count < limit))
+                            output.Add(ToKeyValue(h, v, keysOnly));
+                    }
+                    if (_yieldEvery > 0 && ++seen % _yieldEvery == 0)
+                    {
+                        scan = scan.After(h.Key);
+                        paused = true;
+                        break;
+                    }
+                }
+                if (!paused) return StoreStatus.Ok;
+                // A writer waiting for the lock goes first; the index may change meanwhile, so the
+                // scan resumes from a fresh view after the last key. Reading at rev stays exact
+                // unless a compaction passed it.
+                _store.Lock.ExitReadLock();
+                _store.Lock.EnterReadLock();
+                if (rev < _store.CompactRevision) return StoreStatus.Compacted;
             }
-            return StoreStatus.Ok;
         }
 
         /// <summary>

@@ -19,7 +19,7 @@ public sealed class KvService(Shard shard, ServerOptions options) : KV.KVBase
     {
         Check(RequestValidator.Range(request));
         if (!request.Serializable) await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
-        var (error, response) = shard.Read(txn => (RangeExecutor.Execute(txn, request, out var r), r));
+        var (error, response) = shard.ReadLongRange(txn => (RangeExecutor.Execute(txn, request, out var r), r));
         Check(error);
         ResponseHeaders.Fill(response!.Header, shard);
         return response;
