@@ -70,6 +70,9 @@ public sealed class Shard : IAsyncDisposable
 
     public ulong ClusterId => _applier.ClusterId;
 
+    /// <summary>Active alarms; read them under the store's lock (<see cref="Read{T}"/>).</summary>
+    public IReadOnlyCollection<Etcdserverpb.AlarmMember> Alarms => _applier.Alarms;
+
     /// <summary>Members announced on this journal, by id; read it under the store's lock (<see cref="Read{T}"/>).</summary>
     public IReadOnlyDictionary<ulong, MemberAnnounce> Members => _applier.Members;
 

@@ -28,6 +28,11 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
 
     private readonly SortedDictionary<ulong, MemberAnnounce> _members = [];
 
+    /// <summary>Active alarms, in (member, type) order (etcd's alarm store); changed only through the journal.</summary>
+    public IReadOnlyCollection<AlarmMember> Alarms => _alarms.Values;
+
+    private readonly SortedDictionary<(ulong Member, AlarmType Type), AlarmMember> _alarms = [];
+
     public ApplyResult Apply(JournalEntry entry)
     {
         switch (entry.BodyCase)
@@ -46,6 +51,8 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
             case JournalEntry.BodyOneofCase.MemberAnnounce:
                 _members[entry.MemberAnnounce.MemberId] = entry.MemberAnnounce;
                 return ApplyResult.Ok(new ResponseHeader { ClusterId = ClusterId });
+            case JournalEntry.BodyOneofCase.Alarm:
+                return ApplyAlarm(entry.Alarm);
             case JournalEntry.BodyOneofCase.LeaseGrant:
                 return leases.Grant(entry.LeaseGrant);
             case JournalEntry.BodyOneofCase.LeaseRevoke:
@@ -71,6 +78,24 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
         {
             txn.End();
         }
+    }
+
+    // etcd's applier: ACTIVATE answers with the alarm raised, DEACTIVATE with the one cleared
+    // (nothing when it was not active).
+    private ApplyResult ApplyAlarm(AlarmRequest a)
+    {
+        var response = new AlarmResponse { Header = new ResponseHeader { Revision = store.CurrentRevision } };
+        var key = (a.MemberID, a.Alarm);
+        if (a.Action == AlarmRequest.Types.AlarmAction.Activate && a.Alarm != AlarmType.None)
+        {
+            if (!_alarms.TryGetValue(key, out var raised)) _alarms.Add(key, raised = new AlarmMember { MemberID = a.MemberID, Alarm = a.Alarm });
+            response.Alarms.Add(raised);
+        }
+        else if (a.Action == AlarmRequest.Types.AlarmAction.Deactivate && _alarms.Remove(key, out var cleared))
+        {
+            response.Alarms.Add(cleared);
+        }
+        return ApplyResult.Ok(response);
     }
 
     // etcd: compacting at or below the last compaction is "compacted", above the head "future".

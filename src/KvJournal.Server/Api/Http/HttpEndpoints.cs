@@ -22,10 +22,14 @@ public static class HttpEndpoints
     {
         app.MapGet("/health", async (Shard shard, HttpContext http) =>
         {
-            string? problem = await ProblemAsync(shard, http.RequestAborted).ConfigureAwait(false);
+            // etcd: any active alarm not named in ?exclude= makes the member unhealthy.
+            var excluded = http.Request.Query["exclude"];
+            string? problem = shard.Read(_ => shard.Alarms.Where(a => !excluded.Contains(a.Alarm.ToString().ToUpperInvariant())).Select(a => $"ALARM {a.Alarm.ToString().ToUpperInvariant()}").FirstOrDefault())
+                ?? await ProblemAsync(shard, http.RequestAborted).ConfigureAwait(false);
             http.Response.StatusCode = problem is null ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
+            // etcd's failing body ends with a newline, its healthy one does not.
             http.Response.ContentType = TextPlain;
-            await http.Response.WriteAsync(problem is null ? "{\"health\":\"true\",\"reason\":\"\"}" : $"{{\"health\":\"false\",\"reason\":\"{problem}\"}}").ConfigureAwait(false);
+            await http.Response.WriteAsync(problem is null ? "{\"health\":\"true\",\"reason\":\"\"}" : $"{{\"health\":\"false\",\"reason\":\"{problem}\"}}\n").ConfigureAwait(false);
         });
         app.MapGet("/livez", (Shard shard, HttpContext http) =>
             Checks(http, [("serializable_read", shard.Failure is null ? null : "apply stopped")]));

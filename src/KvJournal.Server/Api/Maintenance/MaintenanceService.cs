@@ -43,6 +43,7 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
             RaftAppliedIndex = applied,
             RaftTerm = ResponseHeaders.Term,
             StorageVersion = ServerVersion.Storage,
+            Errors = { AlarmErrors(shard) },
             DowngradeInfo = new DowngradeInfo(),
         };
         ResponseHeaders.Fill(response.Header, shard);
@@ -120,14 +121,26 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
         }
     }
 
-    /// <summary>No alarm is raised yet (NOSPACE comes with shard quotas): GET and DEACTIVATE find none.</summary>
-    public override Task<AlarmResponse> Alarm(AlarmRequest request, ServerCallContext context)
+    /// <summary>
+    /// GET lists the active alarms; ACTIVATE and DEACTIVATE go through the journal, so every
+    /// member agrees on them (etcd's `alarm list` / `alarm disarm`; NOSPACE is raised by quotas).
+    /// </summary>
+    public override async Task<AlarmResponse> Alarm(AlarmRequest request, ServerCallContext context)
     {
-        if (request.Action == AlarmRequest.Types.AlarmAction.Activate)
-            throw new RpcException(new Status(StatusCode.Unimplemented, "etcdserver: activating an alarm by request is not supported; KvJournal raises NOSPACE itself"));
-        var response = new AlarmResponse { Header = new ResponseHeader { Revision = CurrentRevision() } };
+        AlarmResponse response;
+        if (request.Action == AlarmRequest.Types.AlarmAction.Get)
+        {
+            await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
+            response = shard.Read(txn => new AlarmResponse { Header = new ResponseHeader { Revision = txn.ReadRevision }, Alarms = { shard.Alarms.Select(a => a.Clone()) } });
+        }
+        else
+        {
+            var result = await shard.ProposeAsync(new KvJournal.Protos.Journal.JournalEntry { Alarm = request }, context.CancellationToken).ConfigureAwait(false);
+            if (result.Error != EtcdError.None) EtcdErrors.Throw(result.Error);
+            response = (AlarmResponse)result.Response!;
+        }
         ResponseHeaders.Fill(response.Header, shard);
-        return Task.FromResult(response);
+        return response;
     }
 
     /// <summary>The keyspace lives in memory and compaction frees what it drops, so there is nothing to rewrite.</summary>
@@ -155,4 +168,8 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
             : new Status(StatusCode.InvalidArgument, "etcdserver: invalid downgrade target version"));
 
     private long CurrentRevision() => shard.Read(txn => txn.ReadRevision);
+
+    /// <summary>Status.errors as etcd words them, one per active alarm.</summary>
+    internal static List<string> AlarmErrors(Shard shard) =>
+        shard.Read(_ => shard.Alarms.Select(a => $"memberID:{a.MemberID} alarm:{a.Alarm.ToString().ToUpperInvariant()} ").ToList());
 }
