@@ -183,7 +183,7 @@ public sealed class Shard : IAsyncDisposable
         }
     }
 
-    private const int LongRangeChunkKeys = 4096;
+    private const int LongRangeChunkKeys = 1024;
 
     private static ulong RandomNonZero()
     {

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
@@ -19,12 +20,25 @@ public sealed class ClientPortSplitter
     /// <summary>The internal HTTP/1.1 endpoint, known once the server has bound it.</summary>
     public IPEndPoint? Http1Endpoint { get; set; }
 
+    /// <summary>How long a new connection may take to send enough bytes to tell its protocol (Kestrel's header timeout).</summary>
+    private static readonly TimeSpan FirstBytesTimeout = TimeSpan.FromSeconds(30);
+
     public ConnectionDelegate Wrap(ConnectionDelegate next) => async connection =>
     {
         var input = connection.Transport.Input;
+        using var firstBytes = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed);
+        firstBytes.CancelAfter(FirstBytesTimeout);
         while (true)
         {
-            var read = await input.ReadAsync(connection.ConnectionClosed).ConfigureAwait(false);
+            ReadResult read;
+            try
+            {
+                read = await input.ReadAsync(firstBytes.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return; // silent or too slow to say anything: close it, as Kestrel would
+            }
             var kind = Classify(read.Buffer);
             if (kind is null && !read.IsCompleted)
             {
