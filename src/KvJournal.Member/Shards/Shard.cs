@@ -16,6 +16,9 @@ namespace KvJournal.Member.Shards;
 /// <summary>Who this member is, the limits it enforces on proposals, and how often watchers hear progress.</summary>
 public sealed record ShardOptions(ulong MemberId, int MaxRequestBytes, TimeSpan ProgressNotifyInterval)
 {
+    /// <summary>The keyspace's quota (etcd's --quota-backend-bytes) in <see cref="Shard.DbSize"/> bytes.</summary>
+    public long QuotaBytes { get; init; } = 2L * 1024 * 1024 * 1024;
+
     /// <summary>Announced on the journal at open, for Cluster.MemberList on every member.</summary>
     public string MemberName { get; init; } = "default";
     public IReadOnlyList<string> ClientUrls { get; init; } = [];
@@ -75,6 +78,33 @@ public sealed class Shard : IAsyncDisposable
 
     /// <summary>Members announced on this journal, by id; read it under the store's lock (<see cref="Read{T}"/>).</summary>
     public IReadOnlyDictionary<ulong, MemberAnnounce> Members => _applier.Members;
+
+    /// <summary>
+    /// The size that counts against the quota and that Status and /metrics report as dbSize: the
+    /// bytes of keys and values of every retained version, plus a fixed 4 KiB so an empty keyspace
+    /// reports a size above zero as etcd's empty database does (etcdctl divides by it).
+    /// Compaction lowers it at once. Read it under the store's lock or accept a moment's staleness.
+    /// </summary>
+    public long DbSize => Store.SizeBytes + 4096;
+
+    public long QuotaBytes => _options.QuotaBytes;
+
+    /// <summary>
+    /// etcd's quota check before proposing a write that adds data: when the keyspace plus the
+    /// request would pass the quota, the NOSPACE alarm is raised (through the journal, once) and
+    /// the write is refused. Reads and deletes never come here.
+    /// </summary>
+    public async Task<EtcdError> CheckQuotaAsync(Google.Protobuf.IMessage request, CancellationToken cancellationToken)
+    {
+        if (DbSize + request.CalculateSize() <= _options.QuotaBytes) return EtcdError.None;
+        bool raised = Read(_ => Alarms.Any(a => a.MemberID == MemberId && a.Alarm == Etcdserverpb.AlarmType.Nospace));
+        if (!raised)
+        {
+            var alarm = new Etcdserverpb.AlarmRequest { Action = Etcdserverpb.AlarmRequest.Types.AlarmAction.Activate, MemberID = MemberId, Alarm = Etcdserverpb.AlarmType.Nospace };
+            await ProposeAsync(new JournalEntry { Alarm = alarm }, cancellationToken).ConfigureAwait(false);
+        }
+        return EtcdError.NoSpace;
+    }
 
     /// <summary>Time from handing an entry to the journal to its being durable.</summary>
     public LatencyHistogram AppendLatency { get; } = new();

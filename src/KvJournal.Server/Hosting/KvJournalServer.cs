@@ -46,6 +46,7 @@ public sealed class KvJournalServer : IAsyncDisposable
         _shard = await Shard.OpenAsync(_journal, new ShardOptions(memberId, _options.MaxRequestBytes, _options.WatchProgressNotifyInterval)
         {
             MemberName = _options.Name,
+            QuotaBytes = _options.EffectiveQuotaBytes,
             ClientUrls = [.. _options.AdvertiseClientUrls.Select(u => u.GetLeftPart(UriPartial.Authority))],
         }, cancellationToken).ConfigureAwait(false);
 

@@ -13,6 +13,8 @@ public enum EtcdError : byte
     LeaseNotFound,
     LeaseExists,
     LeaseTtlTooLarge,
+    /// <summary>The keyspace is over its quota (a NOSPACE alarm is active).</summary>
+    NoSpace,
     /// <summary>The encoded request exceeds --max-request-bytes.</summary>
     RequestTooLarge,
     /// <summary>The journal could not take the entry or confirm it durable.</summary>

@@ -33,6 +33,16 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
 
     private readonly SortedDictionary<(ulong Member, AlarmType Type), AlarmMember> _alarms = [];
 
+    private bool NoSpace
+    {
+        get
+        {
+            foreach (var a in _alarms.Keys)
+                if (a.Type == AlarmType.Nospace) return true;
+            return false;
+        }
+    }
+
     public ApplyResult Apply(JournalEntry entry)
     {
         switch (entry.BodyCase)
@@ -40,6 +50,12 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
             case JournalEntry.BodyOneofCase.Bootstrap:
                 if (ClusterId == 0) ClusterId = entry.Bootstrap.ClusterId;
                 return ApplyResult.Ok(new ResponseHeader { ClusterId = ClusterId });
+            // While NOSPACE is raised, writes that add data are refused; reads and deletes go on
+            // (etcd's capped applier). Deterministic: the alarm table is journaled state.
+            case JournalEntry.BodyOneofCase.Put or JournalEntry.BodyOneofCase.LeaseGrant when NoSpace:
+                return ApplyResult.Fail(EtcdError.NoSpace);
+            case JournalEntry.BodyOneofCase.Txn when NoSpace && TxnExecutor.HasPut(entry.Txn):
+                return ApplyResult.Fail(EtcdError.NoSpace);
             case JournalEntry.BodyOneofCase.Put:
                 return Write(entry.Put, static (x, txn, req) => x.Put(txn, req, out var r) is var e && e != EtcdError.None ? ApplyResult.Fail(e) : ApplyResult.Ok(r!));
             case JournalEntry.BodyOneofCase.DeleteRange:

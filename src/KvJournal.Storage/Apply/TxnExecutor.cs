@@ -65,6 +65,19 @@ public sealed class TxnExecutor(ILeaseLookup leases)
     /// <summary>True when neither branch, at any depth, writes: such a txn needs no journal entry.</summary>
     public static bool IsReadOnly(TxnRequest t) => IsReadOnly(t.Success) && IsReadOnly(t.Failure);
 
+    /// <summary>True when a branch (or a nested txn) puts: what a NOSPACE alarm refuses (etcd's txnHasPut).</summary>
+    public static bool HasPut(TxnRequest t) => HasPut(t.Success) || HasPut(t.Failure);
+
+    private static bool HasPut(IList<RequestOp> ops)
+    {
+        foreach (var op in ops)
+        {
+            if (op.RequestCase == RequestOp.RequestOneofCase.RequestPut) return true;
+            if (op.RequestCase == RequestOp.RequestOneofCase.RequestTxn && HasPut(op.RequestTxn)) return true;
+        }
+        return false;
+    }
+
     private static bool IsReadOnly(IList<RequestOp> ops)
     {
         foreach (var op in ops)

@@ -19,6 +19,7 @@ public static class EtcdErrors
         EtcdError.LeaseNotFound => new(StatusCode.NotFound, "etcdserver: requested lease not found"),
         EtcdError.LeaseExists => new(StatusCode.FailedPrecondition, "etcdserver: lease already exists"),
         EtcdError.LeaseTtlTooLarge => new(StatusCode.OutOfRange, "etcdserver: too large lease TTL"),
+        EtcdError.NoSpace => new(StatusCode.ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
         EtcdError.RequestTooLarge => new(StatusCode.InvalidArgument, "etcdserver: request is too large"),
         EtcdError.EmptyKey => new(StatusCode.InvalidArgument, "etcdserver: key is not provided"),
         EtcdError.ValueProvided => new(StatusCode.InvalidArgument, "etcdserver: value is provided"),

@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Text;
 using KvJournal.Member.Shards;
-using KvJournal.Server.Api.Maintenance;
 using KvJournal.Server.Hosting;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -90,9 +89,8 @@ public static class HttpEndpoints
 
     private static string Metrics(Shard shard, ServerOptions options, GrpcMetrics grpc)
     {
-        var (revision, compacted, size, keys) = shard.Read(txn => (txn.ReadRevision, txn.CompactRevision, shard.Store.SizeBytes, shard.Store.KeyCount));
+        var (revision, compacted, dbSize, keys) = shard.Read(txn => (txn.ReadRevision, txn.CompactRevision, shard.DbSize, shard.Store.KeyCount));
         var (streams, watchers) = shard.Watches.Counts();
-        long dbSize = size + MaintenanceDbSize.Base;
         var text = new StringBuilder();
         void Gauge(string name, string help, double value, string labels = "")
         {
@@ -100,7 +98,7 @@ public static class HttpEndpoints
         }
         Gauge("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", shard.Failure is null ? 1 : 0);
         Gauge("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.", 1);
-        Gauge("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", options.EffectiveQuotaBytes);
+        Gauge("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", shard.QuotaBytes);
         Gauge("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.", dbSize);
         Gauge("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", dbSize);
         Gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", keys);
@@ -108,8 +106,8 @@ public static class HttpEndpoints
         Gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", Math.Max(0, compacted));
         Gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", streams);
         Gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", watchers);
-        Gauge("kvjournal_shard_size_bytes", "Bytes of keys and values in all retained versions, the quota's measure.", size, "{shard=\"default\"}");
-        Gauge("kvjournal_shard_quota_bytes", "The shard's quota in bytes.", options.EffectiveQuotaBytes, "{shard=\"default\"}");
+        Gauge("kvjournal_shard_size_bytes", "The shard's size as its quota counts it (dbSize).", dbSize, "{shard=\"default\"}");
+        Gauge("kvjournal_shard_quota_bytes", "The shard's quota in bytes.", shard.QuotaBytes, "{shard=\"default\"}");
         Gauge("kvjournal_journal_applied_position", "Journal position of the last applied entry.", shard.AppliedPosition, "{shard=\"default\"}");
         shard.AppendLatency.WriteTo(text, "kvjournal_journal_append_duration_seconds", "Time from handing an entry to the journal to its being durable.");
         grpc.WriteTo(text);

@@ -28,6 +28,7 @@ public sealed class KvService(Shard shard, ServerOptions options) : KV.KVBase
     public override async Task<PutResponse> Put(PutRequest request, ServerCallContext context)
     {
         Check(RequestValidator.Put(request));
+        Check(await shard.CheckQuotaAsync(request, context.CancellationToken).ConfigureAwait(false));
         var response = await Propose<PutResponse>(new JournalEntry { Put = request }, context).ConfigureAwait(false);
         ResponseHeaders.Fill(response.Header, shard);
         return response;
@@ -47,6 +48,7 @@ public sealed class KvService(Shard shard, ServerOptions options) : KV.KVBase
         TxnResponse response;
         if (!TxnExecutor.IsReadOnly(request))
         {
+            if (TxnExecutor.HasPut(request)) Check(await shard.CheckQuotaAsync(request, context.CancellationToken).ConfigureAwait(false));
             response = await Propose<TxnResponse>(new JournalEntry { Txn = request }, context).ConfigureAwait(false);
         }
         else

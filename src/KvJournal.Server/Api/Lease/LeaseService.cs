@@ -21,6 +21,8 @@ public sealed class LeaseService(Shard shard) : Etcdserverpb.Lease.LeaseBase
     public override async Task<LeaseGrantResponse> LeaseGrant(LeaseGrantRequest request, ServerCallContext context)
     {
         if (request.TTL > Lessor.MaxTtlSeconds) EtcdErrors.Throw(EtcdError.LeaseTtlTooLarge);
+        var quota = await shard.CheckQuotaAsync(request, context.CancellationToken).ConfigureAwait(false);
+        if (quota != EtcdError.None) EtcdErrors.Throw(quota);
         // A server-chosen id that happens to exist is drawn again; a client-chosen one is refused.
         for (int attempt = 0; ; attempt++)
         {

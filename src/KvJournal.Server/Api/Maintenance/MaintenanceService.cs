@@ -9,16 +9,6 @@ using KvJournal.Storage.Apply;
 namespace KvJournal.Server.Api.Maintenance;
 
 /// <summary>
-/// What dbSize reports: the keyspace's bytes (keys and values of every retained version) plus a
-/// fixed 4 KiB, so an empty keyspace reports a size above zero as etcd's empty database does
-/// (etcdctl divides by it). Status and /metrics report the same.
-/// </summary>
-public static class MaintenanceDbSize
-{
-    public const long Base = 4096;
-}
-
-/// <summary>
 /// etcd's Maintenance service for what etcdctl and kube-apiserver call: status, hashes, alarms,
 /// defragment, and clear answers for leadership and downgrade, which a journal-based keyspace
 /// does not have.
@@ -27,7 +17,7 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
 {
     public override Task<StatusResponse> Status(StatusRequest request, ServerCallContext context)
     {
-        var (revision, size) = shard.Read(txn => (txn.ReadRevision, shard.Store.SizeBytes));
+        var (revision, size) = shard.Read(txn => (txn.ReadRevision, shard.DbSize));
         // There is no raft: the indexes are journal positions, which only grow.
         ulong committed = (ulong)Math.Max(0, shard.CommittedPosition);
         ulong applied = (ulong)Math.Max(0, shard.AppliedPosition);
@@ -35,9 +25,9 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
         {
             Header = new ResponseHeader { Revision = revision },
             Version = ServerVersion.Etcd,
-            DbSize = size + MaintenanceDbSize.Base,
-            DbSizeInUse = size + MaintenanceDbSize.Base,
-            DbSizeQuota = options.EffectiveQuotaBytes,
+            DbSize = size,
+            DbSizeInUse = size,
+            DbSizeQuota = shard.QuotaBytes,
             Leader = shard.MemberId,
             RaftIndex = committed,
             RaftAppliedIndex = applied,
