@@ -19,6 +19,9 @@ public sealed record ShardOptions(ulong MemberId, int MaxRequestBytes, TimeSpan 
     /// <summary>The keyspace's quota (etcd's --quota-backend-bytes) in <see cref="Shard.DbSize"/> bytes.</summary>
     public long QuotaBytes { get; init; } = 2L * 1024 * 1024 * 1024;
 
+    /// <summary>The keyspace's name ("default" for the main one); labels its metrics.</summary>
+    public string Name { get; init; } = "default";
+
     /// <summary>Announced on the journal at open, for Cluster.MemberList on every member.</summary>
     public string MemberName { get; init; } = "default";
     public IReadOnlyList<string> ClientUrls { get; init; } = [];
@@ -29,7 +32,7 @@ public sealed record ShardOptions(ulong MemberId, int MaxRequestBytes, TimeSpan 
 /// to the journal and answered once applied; reads are served from the store, linearizable ones
 /// after the member caught up with what the journal had made durable when the read arrived.
 /// </summary>
-public sealed class Shard : IAsyncDisposable
+public sealed class Shard
 {
     private readonly IJournal _journal;
     private readonly ShardOptions _options;
@@ -88,6 +91,8 @@ public sealed class Shard : IAsyncDisposable
     public long DbSize => Store.SizeBytes + 4096;
 
     public long QuotaBytes => _options.QuotaBytes;
+
+    public string Name => _options.Name;
 
     /// <summary>
     /// etcd's quota check before proposing a write that adds data: when the keyspace plus the
@@ -222,7 +227,11 @@ public sealed class Shard : IAsyncDisposable
         return id;
     }
 
-    public async ValueTask DisposeAsync()
+    /// <summary>
+    /// Stops the shard: expiry, tailing and watchers. Deliberately not IAsyncDisposable: the host
+    /// hands the same shard to every request scope, which must never dispose it.
+    /// </summary>
+    public async Task CloseAsync()
     {
         await _stopping.CancelAsync().ConfigureAwait(false);
         try { await _expiring.ConfigureAwait(false); } catch (OperationCanceledException) { }

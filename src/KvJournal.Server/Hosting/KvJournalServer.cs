@@ -11,8 +11,7 @@ using KvJournal.Server.Api.Maintenance;
 using KvJournal.Server.Api.Unimplemented;
 using KvJournal.Server.Api.Watch;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.AspNetCore.Server.Kestrel.Https;
 using Microsoft.Extensions.DependencyInjection;
@@ -21,18 +20,26 @@ using Microsoft.Extensions.Logging;
 namespace KvJournal.Server.Hosting;
 
 /// <summary>
-/// One member process: opens the journal and the shard, then serves the etcd API on the client
-/// URLs. Embeddable: the executable only parses flags and runs this.
+/// One member process: opens a journal and a shard per keyspace (the default one and each
+/// --shard), then serves the etcd API on each keyspace's client URLs. Embeddable: the executable only parses flags and runs this.
 /// </summary>
 public sealed class KvJournalServer : IAsyncDisposable
 {
     private readonly ServerOptions _options;
-    private IJournal? _journal;
-    private Shard? _shard;
-    private WebApplication? _app;
-    private readonly ClientPortSplitter _splitter = new();
+    /// <summary>One keyspace this process serves: its journal, state, client URLs and port splitter.</summary>
+    private sealed class HostedShard(IJournal journal, Shard shard, IReadOnlyList<Uri> urls)
+    {
+        public IJournal Journal { get; } = journal;
+        public Shard Shard { get; } = shard;
+        public IReadOnlyList<Uri> Urls { get; } = urls;
+        public ClientPortSplitter Splitter { get; } = new();
+        public ListenOptions? Http1 { get; set; }
+        public Task Compacting { get; set; } = Task.CompletedTask;
+    }
+
+    private readonly List<HostedShard> _shards = [];
     private readonly CancellationTokenSource _stopping = new();
-    private Task _compacting = Task.CompletedTask;
+    private WebApplication? _app;
 
     public KvJournalServer(ServerOptions options) => _options = options;
 
@@ -41,16 +48,11 @@ public sealed class KvJournalServer : IAsyncDisposable
         string dataDir = Path.GetFullPath(_options.EffectiveDataDir);
         Directory.CreateDirectory(dataDir);
         ulong memberId = MemberIdentity.LoadOrCreate(dataDir);
-        // Room for the journal entry framing around the largest request.
-        _journal = new FasterLogJournal(Path.Combine(dataDir, "journal"), _options.MaxRequestBytes + 64 * 1024);
-        _shard = await Shard.OpenAsync(_journal, new ShardOptions(memberId, _options.MaxRequestBytes, _options.WatchProgressNotifyInterval)
-        {
-            MemberName = _options.Name,
-            QuotaBytes = _options.EffectiveQuotaBytes,
-            ClientUrls = [.. _options.AdvertiseClientUrls.Select(u => u.GetLeftPart(UriPartial.Authority))],
-        }, cancellationToken).ConfigureAwait(false);
-
-        if (AutoCompaction(_shard) is { } compactor) _compacting = Task.Run(() => compactor.RunAsync(_stopping.Token), CancellationToken.None);
+        // The default keyspace keeps its journal at data-dir/journal; each further shard has its own.
+        await OpenShardAsync("default", Path.Combine(dataDir, "journal"), _options.ListenClientUrls, _options.AdvertiseClientUrls, memberId, cancellationToken).ConfigureAwait(false);
+        foreach (var spec in _options.Shards)
+            await OpenShardAsync(spec.Name, Path.Combine(dataDir, "shards", spec.Name, "journal"), spec.Urls, spec.Urls, memberId, cancellationToken).ConfigureAwait(false);
+        var router = new ShardRouter(_shards[0].Shard);
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -65,13 +67,23 @@ public sealed class KvJournalServer : IAsyncDisposable
             kestrel.Limits.MaxRequestBodySize = null;
             kestrel.Limits.Http2.MaxStreamsPerConnection = 65536;
             var tls = _options.UsesTls ? ClientTls.Options(_options) : null;
-            foreach (var url in _options.ListenClientUrls) Listen(kestrel, url, _splitter, tls);
+            foreach (var hosted in _shards)
+            {
+                foreach (var url in hosted.Urls) Listen(kestrel, url, hosted.Splitter, tls);
+                // HTTP/1.1 for this shard's non-gRPC requests, relayed here by its splitter.
+                kestrel.Listen(IPAddress.Loopback, 0, l =>
+                {
+                    l.Protocols = HttpProtocols.Http1;
+                    hosted.Http1 = l;
+                });
+            }
             foreach (var url in _options.ListenMetricsUrls) ListenHttp1(kestrel, url);
-            // HTTP/1.1 for the client ports' non-gRPC requests, relayed here by the splitter.
-            kestrel.Listen(IPAddress.Loopback, 0, l => l.Protocols = HttpProtocols.Http1);
         });
         builder.Services.AddSingleton(_options);
-        builder.Services.AddSingleton(_shard);
+        builder.Services.AddSingleton(router);
+        builder.Services.AddHttpContextAccessor();
+        // Each call is served by the shard its connection came in on.
+        builder.Services.AddScoped(sp => router.For(sp.GetRequiredService<IHttpContextAccessor>().HttpContext));
         builder.Services.AddSingleton<GrpcMetrics>();
         builder.Services.AddGrpc(o =>
         {
@@ -91,7 +103,30 @@ public sealed class KvJournalServer : IAsyncDisposable
         _app.MapGrpcService<AuthService>();
         HttpEndpoints.Map(_app);
         await _app.StartAsync(cancellationToken).ConfigureAwait(false);
-        _splitter.Http1Endpoint = InternalHttp1Endpoint();
+        // Kestrel has bound the port-0 relay listeners now (ListenOptions carry the real port).
+        foreach (var hosted in _shards)
+        {
+            var relay = hosted.Http1!.IPEndPoint!;
+            hosted.Splitter.Http1Endpoint = relay;
+            router.Route(relay.Port, hosted.Shard);
+            foreach (var url in hosted.Urls) router.Route(url.Port, hosted.Shard);
+        }
+    }
+
+    private async Task OpenShardAsync(string name, string journalDir, IReadOnlyList<Uri> listen, IReadOnlyList<Uri> advertise, ulong memberId, CancellationToken cancellationToken)
+    {
+        // Room for the journal entry framing around the largest request.
+        var journal = new FasterLogJournal(journalDir, _options.MaxRequestBytes + 64 * 1024);
+        var shard = await Shard.OpenAsync(journal, new ShardOptions(memberId, _options.MaxRequestBytes, _options.WatchProgressNotifyInterval)
+        {
+            Name = name,
+            MemberName = _options.Name,
+            QuotaBytes = _options.QuotaOf(name),
+            ClientUrls = [.. advertise.Select(u => u.GetLeftPart(UriPartial.Authority))],
+        }, cancellationToken).ConfigureAwait(false);
+        var hosted = new HostedShard(journal, shard, listen);
+        if (AutoCompaction(shard) is { } compactor) hosted.Compacting = Task.Run(() => compactor.RunAsync(_stopping.Token), CancellationToken.None);
+        _shards.Add(hosted);
     }
 
     private AutoCompactor? AutoCompaction(Shard shard)
@@ -122,19 +157,6 @@ public sealed class KvJournalServer : IAsyncDisposable
         else kestrel.ListenAnyIP(url.Port, Http1);
     }
 
-    // The loopback HTTP/1.1 listener was bound to port 0: find the port the OS gave it.
-    private IPEndPoint InternalHttp1Endpoint()
-    {
-        var clientPorts = _options.ListenClientUrls.Concat(_options.ListenMetricsUrls).Select(u => u.Port).ToHashSet();
-        var addresses = _app!.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses;
-        foreach (var address in addresses)
-        {
-            var uri = new Uri(address);
-            if (uri.Host == "127.0.0.1" && !clientPorts.Contains(uri.Port)) return new IPEndPoint(IPAddress.Loopback, uri.Port);
-        }
-        throw new InvalidOperationException("the internal HTTP/1.1 listener has no address: " + string.Join(", ", addresses));
-    }
-
     public Task WaitForShutdownAsync(CancellationToken cancellationToken) =>
         _app?.WaitForShutdownAsync(cancellationToken) ?? Task.CompletedTask;
 
@@ -162,9 +184,12 @@ public sealed class KvJournalServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stopping.CancelAsync().ConfigureAwait(false);
-        await _compacting.ConfigureAwait(false);
+        foreach (var hosted in _shards) await hosted.Compacting.ConfigureAwait(false);
         if (_app is not null) await _app.DisposeAsync().ConfigureAwait(false);
-        if (_shard is not null) await _shard.DisposeAsync().ConfigureAwait(false);
-        if (_journal is not null) await _journal.DisposeAsync().ConfigureAwait(false);
+        foreach (var hosted in _shards)
+        {
+            await hosted.Shard.CloseAsync().ConfigureAwait(false);
+            await hosted.Journal.DisposeAsync().ConfigureAwait(false);
+        }
     }
 }

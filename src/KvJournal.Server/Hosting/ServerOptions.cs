@@ -27,6 +27,11 @@ public sealed record ServerOptions
     /// <summary>Require a client certificate signed by the trusted CA (mTLS).</summary>
     public bool ClientCertAuth { get; init; }
 
+    /// <summary>Further keyspaces this process serves, each on its own client URLs (--shard NAME=URL[,URL…]).</summary>
+    public IReadOnlyList<ShardSpec> Shards { get; init; } = [];
+    /// <summary>Quotas of the further shards by name (--shard-quota-backend-bytes NAME=BYTES); others get the default quota.</summary>
+    public IReadOnlyDictionary<string, long> ShardQuotas { get; init; } = new Dictionary<string, long>();
+
     /// <summary>Extra plain-HTTP URLs serving only /metrics and the health endpoints.</summary>
     public IReadOnlyList<Uri> ListenMetricsUrls { get; init; } = [];
     /// <summary>etcd's auto-compaction: "periodic" (keep a duration of history) or "revision" (keep N revisions).</summary>
@@ -68,6 +73,8 @@ public sealed record ServerOptions
           --auto-compaction-mode MODE     periodic or revision (default periodic)
           --auto-compaction-retention R   history to keep: a duration ("1h"; a bare number is hours) for
                                           periodic, a number of revisions for revision (default 0 = off)
+          --shard NAME=URLS               serve a further keyspace NAME on URLS (repeatable)
+          --shard-quota-backend-bytes NAME=N   that shard's quota (repeatable; default: --quota-backend-bytes)
           --log-level LEVEL               debug, info, warn, error, panic or fatal (default info)
           --config-file FILE              YAML file with the settings above, keys named like the flags
           --help                          show this help
@@ -111,7 +118,7 @@ public sealed record ServerOptions
         "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-metrics-urls", "max-request-bytes",
         "max-txn-ops", "quota-backend-bytes", "watch-progress-notify-interval", "experimental-watch-progress-notify-interval",
         "cert-file", "key-file", "trusted-ca-file", "client-cert-auth", "auto-compaction-mode", "auto-compaction-retention",
-        "log-level",
+        "log-level", "shard", "shard-quota-backend-bytes",
     ];
 
     private static readonly HashSet<string> BooleanFlags = ["client-cert-auth"];
@@ -167,12 +174,22 @@ public sealed record ServerOptions
             AutoCompactionMode = value is "periodic" or "revision" ? value : throw new ArgumentException($"invalid value \"{value}\" for flag --{name}: want periodic or revision"),
         },
         "auto-compaction-retention" => this with { AutoCompactionRetention = value },
+        // Repeatable: each occurrence adds a shard or a shard's quota.
+        "shard" => this with { Shards = [.. Shards, ShardSpec.Parse(value)] },
+        "shard-quota-backend-bytes" => this with { ShardQuotas = ShardQuota(value) },
         "log-level" => this with
         {
             LogLevel = value is "debug" or "info" or "warn" or "error" or "panic" or "fatal" ? value : throw new ArgumentException($"invalid value \"{value}\" for flag --{name}: want debug, info, warn, error, panic or fatal"),
         },
         _ => throw new ArgumentException(where is null ? $"unknown flag: --{name}" : $"unknown setting \"{name}\" {where}"),
     };
+
+    private Dictionary<string, long> ShardQuota(string value)
+    {
+        int eq = value.IndexOf('=', StringComparison.Ordinal);
+        if (eq <= 0) throw new ArgumentException($"invalid value \"{value}\" for flag --shard-quota-backend-bytes: want NAME=BYTES");
+        return new Dictionary<string, long>(ShardQuotas) { [value[..eq]] = Number("shard-quota-backend-bytes", value[(eq + 1)..], 0, long.MaxValue) };
+    }
 
     internal static long Number(string flag, string text, long min, long max)
     {
@@ -190,10 +207,24 @@ public sealed record ServerOptions
     };
 
     /// <summary>Whether the listen URLs need TLS, and that the files for it were given.</summary>
-    public bool UsesTls => ListenClientUrls.Any(u => u.Scheme == "https");
+    public bool UsesTls => ListenClientUrls.Concat(Shards.SelectMany(sh => sh.Urls)).Any(u => u.Scheme == "https");
 
     private void CheckTls()
     {
+        var names = new HashSet<string> { "default" };
+        foreach (var shard in Shards)
+        {
+            if (!names.Add(shard.Name)) throw new ArgumentException($"--shard {shard.Name}: the name is taken");
+        }
+        foreach (var name in ShardQuotas.Keys)
+        {
+            if (name != "default" && !names.Contains(name)) throw new ArgumentException($"--shard-quota-backend-bytes names unknown shard \"{name}\"");
+        }
+        var ports = new HashSet<int>();
+        foreach (var url in ListenClientUrls.Concat(Shards.SelectMany(sh => sh.Urls)).Concat(ListenMetricsUrls))
+        {
+            if (!ports.Add(url.Port)) throw new ArgumentException($"port {url.Port} is given to more than one listener");
+        }
         if (UsesTls && (CertFile is null || KeyFile is null))
             throw new ArgumentException("https client URLs need --cert-file and --key-file");
         if (ListenMetricsUrls.Any(u => u.Scheme != "http"))
@@ -203,6 +234,10 @@ public sealed record ServerOptions
     }
 
     // Go's time.Duration syntax as etcd's flags take it: a sequence of number+unit ("10m", "1m30s", "500ms").
+    /// <summary>The quota of the shard named <paramref name="name"/> ("default" for the main keyspace).</summary>
+    public long QuotaOf(string name) =>
+        ShardQuotas.TryGetValue(name, out long q) && q > 0 ? q : EffectiveQuotaBytes;
+
     internal static TimeSpan Duration(string flag, string text)
     {
         var rest = text.AsSpan();
@@ -237,7 +272,7 @@ public sealed record ServerOptions
     private static ArgumentException BadDuration(string flag, string text) =>
         new($"invalid value \"{text}\" for flag --{flag}: want a duration such as 10m, 30s or 500ms");
 
-    private static Uri[] Urls(string flag, string text)
+    internal static Uri[] Urls(string flag, string text)
     {
         var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (parts.Length == 0) throw new ArgumentException($"flag --{flag} needs at least one URL");
@@ -249,5 +284,19 @@ public sealed record ServerOptions
             urls[i] = u;
         }
         return urls;
+    }
+}
+
+/// <summary>A further keyspace: its name and the client URLs it is served on.</summary>
+public sealed record ShardSpec(string Name, IReadOnlyList<Uri> Urls)
+{
+    public static ShardSpec Parse(string value)
+    {
+        int eq = value.IndexOf('=', StringComparison.Ordinal);
+        if (eq <= 0) throw new ArgumentException($"invalid value \"{value}\" for flag --shard: want NAME=URL[,URL…]");
+        string name = value[..eq];
+        if (!name.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c == '-'))
+            throw new ArgumentException($"--shard {name}: a shard name is lower-case letters, digits and '-'");
+        return new ShardSpec(name, ServerOptions.Urls("shard", value[(eq + 1)..]));
     }
 }

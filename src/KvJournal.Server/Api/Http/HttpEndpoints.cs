@@ -106,9 +106,9 @@ public static class HttpEndpoints
         Gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", Math.Max(0, compacted));
         Gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", streams);
         Gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", watchers);
-        Gauge("kvjournal_shard_size_bytes", "The shard's size as its quota counts it (dbSize).", dbSize, "{shard=\"default\"}");
-        Gauge("kvjournal_shard_quota_bytes", "The shard's quota in bytes.", shard.QuotaBytes, "{shard=\"default\"}");
-        Gauge("kvjournal_journal_applied_position", "Journal position of the last applied entry.", shard.AppliedPosition, "{shard=\"default\"}");
+        Gauge("kvjournal_shard_size_bytes", "The shard's size as its quota counts it (dbSize).", dbSize, $"{{shard=\"{shard.Name}\"}}");
+        Gauge("kvjournal_shard_quota_bytes", "The shard's quota in bytes.", shard.QuotaBytes, $"{{shard=\"{shard.Name}\"}}");
+        Gauge("kvjournal_journal_applied_position", "Journal position of the last applied entry.", shard.AppliedPosition, $"{{shard=\"{shard.Name}\"}}");
         shard.AppendLatency.WriteTo(text, "kvjournal_journal_append_duration_seconds", "Time from handing an entry to the journal to its being durable.");
         grpc.WriteTo(text);
         return text.ToString();
