@@ -14,9 +14,13 @@ switch (command)
     case "defrag":
         await DefragBenchmark.RunAsync(options);
         return 0;
+    case "shards":
+        await ShardFloodBenchmark.RunAsync(options);
+        return 0;
     default:
         Console.Error.WriteLine("usage: KvJournal.LoadHarness watch [--watchers 50000] [--fanout 1000] [--events 2000]");
         Console.Error.WriteLine("       KvJournal.LoadHarness lease [--clients 1000] [--seconds 5]");
         Console.Error.WriteLine("       KvJournal.LoadHarness defrag [--keys 50000] [--seconds 4]");
+        Console.Error.WriteLine("       KvJournal.LoadHarness shards [--quota-mib 16] [--seconds 5]");
         return 2;
 }
