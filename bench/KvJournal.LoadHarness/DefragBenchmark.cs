@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Etcdserverpb;
 using Google.Protobuf;
 using KvJournal.Testing;
@@ -62,21 +61,9 @@ public static class DefragBenchmark
 
     private static async Task<Window> PutWindowAsync(ServerProcess server, ByteString value, TimeSpan length, Task? defragment)
     {
-        var latencies = new List<double>();
-        var clock = Stopwatch.StartNew();
-        await Task.WhenAll(Enumerable.Range(0, 8).Select(w => Task.Run(async () =>
-        {
-            var mine = new List<double>();
-            for (int i = 0; clock.Elapsed < length; i++)
-            {
-                var t = Stopwatch.StartNew();
-                await server.Kv.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8($"/w/{w}/{i % 1000}"), Value = value });
-                mine.Add(t.Elapsed.TotalMilliseconds);
-            }
-            lock (latencies) latencies.AddRange(mine);
-        })));
+        var summary = await PutLoad.RunAsync(8, length, (w, i) =>
+            server.Kv.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8($"/w/{w}/{i % 1000}"), Value = value }).ResponseAsync);
         if (defragment is { IsFaulted: true }) await defragment;
-        latencies.Sort();
-        return new Window(latencies[latencies.Count / 2], latencies[latencies.Count * 99 / 100], latencies[^1], latencies.Count);
+        return new Window(summary.P50, summary.P99, summary.Max, summary.Count);
     }
 }

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Core;
@@ -65,20 +64,8 @@ public static class ShardFloodBenchmark
 
     private static async Task<(double P50, double P99, double Rate)> RenewalsAsync(KV.KVClient leases, TimeSpan length)
     {
-        var latencies = new List<double>();
-        var clock = Stopwatch.StartNew();
-        await Task.WhenAll(Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
-        {
-            var mine = new List<double>();
-            for (int i = 0; clock.Elapsed < length; i++)
-            {
-                var t = Stopwatch.StartNew();
-                await leases.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8($"/registry/leases/kube-node-lease/node-{w}-{i % 25}"), Value = ByteString.CopyFromUtf8("renew") });
-                mine.Add(t.Elapsed.TotalMilliseconds);
-            }
-            lock (latencies) latencies.AddRange(mine);
-        })));
-        latencies.Sort();
-        return (latencies[latencies.Count / 2], latencies[latencies.Count * 99 / 100], latencies.Count / clock.Elapsed.TotalSeconds);
+        var s = await PutLoad.RunAsync(4, length, (w, i) =>
+            leases.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8($"/registry/leases/kube-node-lease/node-{w}-{i % 25}"), Value = ByteString.CopyFromUtf8("renew") }).ResponseAsync);
+        return (s.P50, s.P99, s.PerSecond);
     }
 }
