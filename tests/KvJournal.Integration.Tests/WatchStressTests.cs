@@ -62,13 +62,16 @@ public sealed class WatchStressTests(ITestOutputHelper output)
 
             var history = new List<Change>();
             int writes = 0;
+            var quarterWritten = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var clock = Stopwatch.StartNew();
             var writers = Enumerable.Range(0, Writers).Select(w => Task.Run(async () =>
             {
                 var rnd = new Random(1000 + w);
                 var mine = new List<Change>();
-                while (clock.Elapsed < WriteFor && Interlocked.Increment(ref writes) <= MaxWrites)
+                int n;
+                while (clock.Elapsed < WriteFor && (n = Interlocked.Increment(ref writes)) <= MaxWrites)
                 {
+                    if (n == MaxWrites / 4) quarterWritten.TrySetResult();
                     string key = $"/st/{Groups[rnd.Next(Groups.Length)]}/{rnd.Next(50)}";
                     if (rnd.Next(4) > 0)
                     {
@@ -85,8 +88,8 @@ public sealed class WatchStressTests(ITestOutputHelper output)
             })).ToArray();
 
             // The other half join mid-flight and replay from revision 2 while writes continue.
-            while (Volatile.Read(ref writes) < MaxWrites / 4 && clock.Elapsed < WriteFor / 2 && !writers.All(t => t.IsCompleted))
-                await Task.WhenAny(Task.WhenAll(writers), Task.Delay(20));
+            // ... once a quarter of the writes are issued (or half the write time passed, on a slow machine).
+            await Task.WhenAny(quarterWritten.Task, Task.WhenAll(writers), Task.Delay(WriteFor / 2));
             for (int s = Streams / 2; s < Streams; s++) await OpenStreamAsync(s, startRevision: 2);
             await Task.WhenAll(writers);
             var writeTime = clock.Elapsed;
