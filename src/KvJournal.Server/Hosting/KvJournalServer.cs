@@ -149,12 +149,15 @@ public sealed class KvJournalServer : IAsyncDisposable
         _ => LogLevel.Critical,
     };
 
-    private static void ListenHttp1(KestrelServerOptions kestrel, Uri url)
+    private static void ListenHttp1(KestrelServerOptions kestrel, Uri url) =>
+        Bind(kestrel, url, l => l.Protocols = HttpProtocols.Http1);
+
+    // A URL's host as Kestrel binds it: localhost (both loopbacks), one address, or every address.
+    private static void Bind(KestrelServerOptions kestrel, Uri url, Action<ListenOptions> configure)
     {
-        void Http1(ListenOptions l) => l.Protocols = HttpProtocols.Http1;
-        if (url.Host is "localhost") kestrel.ListenLocalhost(url.Port, Http1);
-        else if (IPAddress.TryParse(url.Host, out var ip)) kestrel.Listen(ip, url.Port, Http1);
-        else kestrel.ListenAnyIP(url.Port, Http1);
+        if (url.Host is "localhost") kestrel.ListenLocalhost(url.Port, configure);
+        else if (IPAddress.TryParse(url.Host, out var ip)) kestrel.Listen(ip, url.Port, configure);
+        else kestrel.ListenAnyIP(url.Port, configure);
     }
 
     public Task WaitForShutdownAsync(CancellationToken cancellationToken) =>
@@ -176,9 +179,7 @@ public sealed class KvJournalServer : IAsyncDisposable
             l.Protocols = HttpProtocols.Http2;
             l.Use(splitter.Wrap);
         }
-        if (url.Host is "localhost") kestrel.ListenLocalhost(url.Port, Http2);
-        else if (IPAddress.TryParse(url.Host, out var ip)) kestrel.Listen(ip, url.Port, Http2);
-        else kestrel.ListenAnyIP(url.Port, Http2);
+        Bind(kestrel, url, Http2);
     }
 
     public async ValueTask DisposeAsync()

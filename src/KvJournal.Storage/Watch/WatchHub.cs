@@ -232,8 +232,7 @@ public sealed class WatchHub : IAsyncDisposable
         if (_slow.Count == 0) return;
         foreach (var w in _slow)
         {
-            GroupOf(w.Spec.Range, create: false)?.Watchers.Remove(w);
-            RemoveEmptyGroup(w.Spec.Range);
+            LeaveGroup(w);
             w.Synced = false;
             _unsynced.Add(w);
         }
@@ -457,12 +456,15 @@ public sealed class WatchHub : IAsyncDisposable
     private void Unlink(Watcher w)
     {
         w.Removed = true;
-        if (w.Synced)
-        {
-            GroupOf(w.Spec.Range, create: false)?.Watchers.Remove(w);
-            RemoveEmptyGroup(w.Spec.Range);
-        }
+        if (w.Synced) LeaveGroup(w);
         else _unsynced.Remove(w);
+    }
+
+    // A synced watcher leaves its range group; an emptied group is dropped.
+    private void LeaveGroup(Watcher w)
+    {
+        GroupOf(w.Spec.Range, create: false)?.Watchers.Remove(w);
+        RemoveEmptyGroup(w.Spec.Range);
     }
 
     private WatchGroup? GroupOf(KeyRange range, bool create)
