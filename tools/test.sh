@@ -6,11 +6,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export ETCDREF_HOME=${ETCDREF_HOME:-/tmp/etcdref}
-if [ ! -x "$ETCDREF_HOME/bin/etcd" ] || [ ! -x "$ETCDREF_HOME/bin/etcdctl" ]; then
-    ref="$root/../shared/tools/reference-etcd.sh"
-    [ -f "$ref" ] || { echo "tools/test.sh: $ref not found and no etcd under $ETCDREF_HOME/bin" >&2; exit 1; }
-    bash "$ref" install "$ETCDREF_HOME" >/dev/null
-fi
+bash "$root/tools/install-reference-etcd.sh"
 cd "$root"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
