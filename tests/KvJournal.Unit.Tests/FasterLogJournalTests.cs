@@ -19,7 +19,7 @@ public sealed class FasterLogJournalTests : IDisposable
     {
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         var items = new List<string>();
-        await foreach (var record in journal.ReadAsync(0, cts.Token))
+        await foreach (var record in journal.ReadAsync(-1, cts.Token))
         {
             items.Add(Encoding.UTF8.GetString(record.Data.Span));
             if (items.Count == expected) break;

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using FASTER.core;
+using KvJournal.Journal.Snapshots;
 
 namespace KvJournal.Journal.Embedded;
 
@@ -14,7 +15,8 @@ namespace KvJournal.Journal.Embedded;
 /// queue up and the next commit covers all of them (group commit), so the cost of a flush is
 /// shared by every writer that arrived during the previous one. An append completes only after the
 /// commit that covers it has reached the device (the device writes through, O_DSYNC).
-/// Position = the entry's FasterLog logical address.
+/// Position = the entry's FasterLog logical address. Snapshots are files beside the log
+/// (directory/snapshots); storing one trims the log below the oldest snapshot kept.
 /// </remarks>
 public sealed class FasterLogJournal : IJournal
 {
@@ -31,6 +33,10 @@ public sealed class FasterLogJournal : IJournal
     private long _lastDurable = -1;
     private long _commits;
     private Exception? _failure;
+    private readonly SnapshotFiles _snapshots;
+
+    // FasterLog's first entry address: a log that begins later has been trimmed.
+    private const long FirstAddress = 64;
 
     public FasterLogJournal(string directory, int maxEntryBytes)
     {
@@ -46,11 +52,21 @@ public sealed class FasterLogJournal : IJournal
             TryRecoverLatest = true,
         };
         _log = new FasterLog(_settings);
+        _snapshots = new SnapshotFiles(Path.Combine(directory, "snapshots"));
         _lastEnqueued = _lastDurable = FindLastEntry();
         _commitLoop = Task.Run(CommitLoopAsync);
     }
 
     public long LastDurablePosition => Volatile.Read(ref _lastDurable);
+
+    public ValueTask<long> ReadIndexAsync(CancellationToken cancellationToken) => IsReachable
+        ? ValueTask.FromResult(LastDurablePosition)
+        : ValueTask.FromException<long>(new JournalUnavailableException(_failure is null ? "journal is closed" : "journal failed", _failure));
+
+    public bool IsReachable => Volatile.Read(ref _failure) is null && !_stopping.IsCancellationRequested;
+
+    /// <summary>Position of the first retained entry (or where the next one will go when none is).</summary>
+    public long FirstPosition => _log.BeginAddress;
 
     /// <summary>Flushes made so far; fewer than appends when group commit shares them.</summary>
     public long Commits => Interlocked.Read(ref _commits);
@@ -95,7 +111,7 @@ public sealed class FasterLogJournal : IJournal
         catch (Exception ex)
         {
             // Fail-stop: once a commit failed nothing after it can be acknowledged.
-            lock (_appendLock) _failure = ex;
+            lock (_appendLock) Volatile.Write(ref _failure, ex);
             CompleteWaiters(long.MaxValue, new JournalUnavailableException("journal commit failed", ex));
         }
     }
@@ -113,14 +129,19 @@ public sealed class FasterLogJournal : IJournal
         }
     }
 
-    public async IAsyncEnumerable<JournalRecord> ReadAsync(long fromPosition, [EnumeratorCancellation] CancellationToken cancellationToken)
+    public async IAsyncEnumerable<JournalRecord> ReadAsync(long afterPosition, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        long begin = Math.Max(fromPosition, _log.BeginAddress);
-        using var iterator = _log.Scan(begin, long.MaxValue, scanUncommitted: false);
+        long begin = _log.BeginAddress;
+        // FasterLog scans only from an entry's address: start at the last entry the reader has
+        // and skip it. Below the first retained entry the reader lacks what trimming dropped.
+        if (afterPosition < 0 ? begin > FirstAddress : afterPosition < begin)
+            throw new JournalTrimmedException($"journal entries after position {afterPosition} were trimmed; the first retained position is {begin}");
+        using var iterator = _log.Scan(Math.Max(afterPosition, begin), long.MaxValue, scanUncommitted: false);
         while (!cancellationToken.IsCancellationRequested)
         {
             while (iterator.GetNext(out byte[] data, out int length, out long position))
             {
+                if (position <= afterPosition) continue;
                 yield return new JournalRecord(position, data.AsMemory(0, length));
             }
             try
@@ -133,6 +154,21 @@ public sealed class FasterLogJournal : IJournal
             }
         }
     }
+
+    public Task TrimBelowAsync(long position, CancellationToken cancellationToken)
+    {
+        // Takes effect at once for readers; the new begin address is persisted with the next commit.
+        if (position > _log.BeginAddress) _log.TruncateUntil(Math.Min(position, LastDurablePosition + 1));
+        return Task.CompletedTask;
+    }
+
+    public async Task PutSnapshotAsync(long position, Stream snapshot, CancellationToken cancellationToken)
+    {
+        long oldestKept = await _snapshots.PutAsync(position, snapshot, cancellationToken).ConfigureAwait(false);
+        await TrimBelowAsync(oldestKept, cancellationToken).ConfigureAwait(false);
+    }
+
+    public Task<JournalSnapshot?> GetSnapshotAsync(CancellationToken cancellationToken) => Task.FromResult(_snapshots.OpenNewest());
 
     // The address of the last committed entry, found by a scan at open (recovery already dropped
     // any tail that was not committed).

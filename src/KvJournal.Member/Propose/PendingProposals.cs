@@ -11,7 +11,10 @@ namespace KvJournal.Member.Propose;
 internal sealed class PendingProposals
 {
     private readonly ConcurrentDictionary<ulong, TaskCompletionSource<ApplyResult>> _waiting = new();
-    private long _nextId;
+    // Ids must not repeat across restarts within the applier's repeat window (AppliedRequests):
+    // they count up from this start's wall clock in milliseconds, shifted to leave room for a
+    // million requests per millisecond of downtime.
+    private long _nextId = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() << 20;
 
     public (ulong Id, Task<ApplyResult> Applied) Register()
     {

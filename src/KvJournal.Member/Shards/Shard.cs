@@ -183,9 +183,27 @@ public sealed class Shard
         return await applied.WaitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Waits until this member applied everything the journal had made durable on entry.</summary>
-    public Task WaitLinearizableAsync(CancellationToken cancellationToken) =>
-        _applied.WaitForAsync(_journal.LastDurablePosition, cancellationToken);
+    /// <summary>
+    /// Waits until this member applied everything the journal had made durable on entry (the read
+    /// index comes from the journal itself, so writes through other members count). Throws
+    /// <see cref="JournalUnavailableException"/> when the journal cannot say.
+    /// </summary>
+    public async Task WaitLinearizableAsync(CancellationToken cancellationToken)
+    {
+        long index = await _journal.ReadIndexAsync(cancellationToken).ConfigureAwait(false);
+        await _applied.WaitForAsync(index, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The member reported as leader: there is none (the journal orders writes and every member
+    /// takes them), but etcd's tools expect one stable id from the member list, the same on every
+    /// member. It is the lowest announced member id, and 0 while the journal is unreachable, as etcd
+    /// reports 0 without a leader.
+    /// </summary>
+    public ulong LeaderId => JournalReachable ? Read(_ => _applier.Members.Count > 0 ? _applier.Members.Keys.Min() : MemberId) : 0;
+
+    /// <summary>Whether the journal answered lately; with it gone, clients that require a leader are refused.</summary>
+    public bool JournalReachable => _journal.IsReachable && Failure is null;
 
     /// <summary>Runs <paramref name="read"/> on a consistent read-only view of the store.</summary>
     public T Read<T>(Func<MvccStore.MvccTxn, T> read)

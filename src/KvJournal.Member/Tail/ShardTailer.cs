@@ -29,7 +29,7 @@ internal sealed class ShardTailer(
     {
         try
         {
-            await foreach (var raw in journal.ReadAsync(applied.Value + 1, cancellationToken).ConfigureAwait(false))
+            await foreach (var raw in journal.ReadAsync(applied.Value, cancellationToken).ConfigureAwait(false))
             {
                 var entry = JournalEntryCodec.Decode(raw.Data.Span);
                 ApplyResult result;

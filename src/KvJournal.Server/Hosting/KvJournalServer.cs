@@ -1,9 +1,11 @@
 using System.Net;
 using KvJournal.Journal;
 using KvJournal.Journal.Embedded;
+using KvJournal.Journal.Remote;
 using KvJournal.Member.Compaction;
 using KvJournal.Member.Shards;
 using KvJournal.Server.Api.Cluster;
+using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Api.Http;
 using KvJournal.Server.Api.Kv;
 using KvJournal.Server.Api.Lease;
@@ -38,6 +40,8 @@ public sealed class KvJournalServer : IAsyncDisposable
     }
 
     private readonly List<HostedShard> _shards = [];
+    // The journal server the shards' streams live on, when not embedded.
+    private Grpc.Net.Client.GrpcChannel? _journalChannel;
     private readonly CancellationTokenSource _stopping = new();
     private WebApplication? _app;
 
@@ -88,6 +92,7 @@ public sealed class KvJournalServer : IAsyncDisposable
         builder.Services.AddGrpc(o =>
         {
             o.Interceptors.Add<GrpcMetricsInterceptor>();
+            o.Interceptors.Add<JournalAvailabilityInterceptor>();
             // Above the request limit, so an oversized request reaches our own check and gets
             // etcd's "request is too large".
             o.MaxReceiveMessageSize = _options.MaxRequestBytes + ServerOptions.GrpcOverheadBytes;
@@ -115,8 +120,11 @@ public sealed class KvJournalServer : IAsyncDisposable
 
     private async Task OpenShardAsync(string name, string journalDir, IReadOnlyList<Uri> listen, IReadOnlyList<Uri> advertise, ulong memberId, CancellationToken cancellationToken)
     {
-        // Room for the journal entry framing around the largest request.
-        var journal = new FasterLogJournal(journalDir, _options.MaxRequestBytes + 64 * 1024);
+        // Each shard is one stream of the journal server (named like the shard), or an embedded
+        // FasterLog with room for the entry framing around the largest request.
+        IJournal journal = _options.JournalEndpoints.Count > 0
+            ? new RemoteJournal((_journalChannel ??= RemoteJournal.Connect(_options.JournalEndpoints[0])).CreateCallInvoker(), name)
+            : new FasterLogJournal(journalDir, _options.MaxRequestBytes + 64 * 1024);
         var shard = await Shard.OpenAsync(journal, new ShardOptions(memberId, _options.MaxRequestBytes, _options.WatchProgressNotifyInterval)
         {
             Name = name,
@@ -153,7 +161,7 @@ public sealed class KvJournalServer : IAsyncDisposable
         Bind(kestrel, url, l => l.Protocols = HttpProtocols.Http1);
 
     // A URL's host as Kestrel binds it: localhost (both loopbacks), one address, or every address.
-    private static void Bind(KestrelServerOptions kestrel, Uri url, Action<ListenOptions> configure)
+    internal static void Bind(KestrelServerOptions kestrel, Uri url, Action<ListenOptions> configure)
     {
         if (url.Host is "localhost") kestrel.ListenLocalhost(url.Port, configure);
         else if (IPAddress.TryParse(url.Host, out var ip)) kestrel.Listen(ip, url.Port, configure);
@@ -192,5 +200,6 @@ public sealed class KvJournalServer : IAsyncDisposable
             await hosted.Shard.CloseAsync().ConfigureAwait(false);
             await hosted.Journal.DisposeAsync().ConfigureAwait(false);
         }
+        _journalChannel?.Dispose();
     }
 }

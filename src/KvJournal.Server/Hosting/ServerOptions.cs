@@ -40,6 +40,9 @@ public sealed record ServerOptions
     public string AutoCompactionRetention { get; init; } = "0";
     public string LogLevel { get; init; } = "info";
 
+    /// <summary>The journal server this member shares with others; empty = the embedded journal under --data-dir.</summary>
+    public IReadOnlyList<Uri> JournalEndpoints { get; init; } = [];
+
     /// <summary>How often watchers that asked for progress notifications get one (etcd default 10 min).</summary>
     public TimeSpan WatchProgressNotifyInterval { get; init; } = TimeSpan.FromMinutes(10);
 
@@ -54,6 +57,7 @@ public sealed record ServerOptions
 
     public const string Usage = """
         Usage: kvjournal [flags]
+               kvjournal journal [flags]   (the journal server; see kvjournal journal --help)
 
         Starts a KvJournal member: an etcd v3 API server whose writes are durable in a journal.
 
@@ -73,6 +77,8 @@ public sealed record ServerOptions
           --auto-compaction-mode MODE     periodic or revision (default periodic)
           --auto-compaction-retention R   history to keep: a duration ("1h"; a bare number is hours) for
                                           periodic, a number of revisions for revision (default 0 = off)
+          --journal-endpoints URL         the journal server (`kvjournal journal`) to share with other members;
+                                          without it the journal is embedded under --data-dir
           --shard NAME=URLS               serve a further keyspace NAME on URLS (repeatable)
           --shard-quota-backend-bytes NAME=N   that shard's quota (repeatable; default: --quota-backend-bytes)
           --log-level LEVEL               debug, info, warn, error, panic or fatal (default info)
@@ -93,7 +99,7 @@ public sealed record ServerOptions
     {
         environment ??= Environment.GetEnvironmentVariables().Cast<System.Collections.DictionaryEntry>()
             .ToDictionary(e => (string)e.Key, e => (string?)e.Value ?? "");
-        var flags = ReadFlags(args);
+        var flags = ReadFlags(args, FlagNames.Append("config-file").ToHashSet(), BooleanFlags);
         var o = new ServerOptions();
         string? configFile = flags.LastOrDefault(f => f.Name == "config-file").Value ?? environment.GetValueOrDefault("ETCD_CONFIG_FILE");
         if (configFile is not null)
@@ -118,13 +124,13 @@ public sealed record ServerOptions
         "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-metrics-urls", "max-request-bytes",
         "max-txn-ops", "quota-backend-bytes", "watch-progress-notify-interval", "experimental-watch-progress-notify-interval",
         "cert-file", "key-file", "trusted-ca-file", "client-cert-auth", "auto-compaction-mode", "auto-compaction-retention",
-        "log-level", "shard", "shard-quota-backend-bytes",
+        "log-level", "shard", "shard-quota-backend-bytes", "journal-endpoints",
     ];
 
     private static readonly HashSet<string> BooleanFlags = ["client-cert-auth"];
 
     // Go's flag syntax: --name value, --name=value, one or two dashes; a boolean flag alone is true.
-    private static List<(string Name, string Value)> ReadFlags(IReadOnlyList<string> args)
+    internal static List<(string Name, string Value)> ReadFlags(IReadOnlyList<string> args, IReadOnlySet<string> known, IReadOnlySet<string> booleans)
     {
         var flags = new List<(string, string)>();
         for (int i = 0; i < args.Count; i++)
@@ -140,8 +146,8 @@ public sealed record ServerOptions
                 value = name[(eq + 1)..];
                 name = name[..eq];
             }
-            if (name != "config-file" && !FlagNames.Contains(name)) throw new ArgumentException($"unknown flag: --{name}");
-            if (value is null && BooleanFlags.Contains(name)) value = "true";
+            if (!known.Contains(name)) throw new ArgumentException($"unknown flag: --{name}");
+            if (value is null && booleans.Contains(name)) value = "true";
             if (value is null)
             {
                 if (i + 1 >= args.Count) throw new ArgumentException($"flag needs an argument: --{name}");
@@ -174,6 +180,7 @@ public sealed record ServerOptions
             AutoCompactionMode = value is "periodic" or "revision" ? value : throw new ArgumentException($"invalid value \"{value}\" for flag --{name}: want periodic or revision"),
         },
         "auto-compaction-retention" => this with { AutoCompactionRetention = value },
+        "journal-endpoints" => this with { JournalEndpoints = JournalEndpoint(name, value) },
         // Repeatable: each occurrence adds a shard or a shard's quota.
         "shard" => this with { Shards = [.. Shards, ShardSpec.Parse(value)] },
         "shard-quota-backend-bytes" => this with { ShardQuotas = ShardQuota(value) },
@@ -183,6 +190,16 @@ public sealed record ServerOptions
         },
         _ => throw new ArgumentException(where is null ? $"unknown flag: --{name}" : $"unknown setting \"{name}\" {where}"),
     };
+
+    // One journal server for now: it is the single home of the shards' streams (a replicated journal
+    // behind several endpoints is a later home behind the same interface).
+    private static Uri[] JournalEndpoint(string flag, string value)
+    {
+        var urls = Urls(flag, value);
+        if (urls.Length != 1) throw new ArgumentException($"flag --{flag} takes one journal server URL, got {urls.Length}");
+        if (urls[0].Scheme != "http") throw new ArgumentException($"flag --{flag} takes an http:// URL");
+        return urls;
+    }
 
     private Dictionary<string, long> ShardQuota(string value)
     {

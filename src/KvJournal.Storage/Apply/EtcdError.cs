@@ -27,6 +27,8 @@ public enum EtcdError : byte
     DuplicateKey,
     /// <summary>A txn operation with no request set (etcd answers "key not found").</summary>
     EmptyOp,
+    /// <summary>A second copy of an entry already applied (a retried append); skipped.</summary>
+    RepeatedEntry,
     /// <summary>The member stopped applying (fail-stop after an apply failure) or is shutting down.</summary>
     Stopped,
 }

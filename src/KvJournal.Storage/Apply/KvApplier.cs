@@ -43,8 +43,13 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
         }
     }
 
+    /// <summary>Requests applied lately, to skip an entry the journal holds twice after a retried append.</summary>
+    public AppliedRequests AppliedRequests { get; } = new();
+
     public ApplyResult Apply(JournalEntry entry)
     {
+        // Request id 0: an entry not from a proposer (tools, tests), never retried.
+        if (entry.RequestId != 0 && !AppliedRequests.TryAdd(entry.MemberId, entry.RequestId)) return ApplyResult.Fail(EtcdError.RepeatedEntry);
         switch (entry.BodyCase)
         {
             case JournalEntry.BodyOneofCase.Bootstrap:

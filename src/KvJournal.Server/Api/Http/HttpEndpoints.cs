@@ -96,8 +96,8 @@ public static class HttpEndpoints
         {
             text.Append(CultureInfo.InvariantCulture, $"# HELP {name} {help}\n# TYPE {name} gauge\n{name}{labels} {value}\n");
         }
-        Gauge("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", shard.Failure is null ? 1 : 0);
-        Gauge("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.", 1);
+        Gauge("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", shard.JournalReachable ? 1 : 0);
+        Gauge("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.", shard.LeaderId == shard.MemberId ? 1 : 0);
         Gauge("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", shard.QuotaBytes);
         Gauge("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.", dbSize);
         Gauge("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", dbSize);

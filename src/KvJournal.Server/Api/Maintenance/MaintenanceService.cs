@@ -28,7 +28,7 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
             DbSize = size,
             DbSizeInUse = size,
             DbSizeQuota = shard.QuotaBytes,
-            Leader = shard.MemberId,
+            Leader = shard.LeaderId,
             RaftIndex = committed,
             RaftAppliedIndex = applied,
             RaftTerm = ResponseHeaders.Term,

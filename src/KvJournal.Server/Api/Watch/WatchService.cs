@@ -2,6 +2,7 @@ using Etcdserverpb;
 using Grpc.Core;
 using KvJournal.Member.Shards;
 using KvJournal.Protos.Wire;
+using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Api.Validation;
 using KvJournal.Server.Hosting;
 using KvJournal.Storage.Watch;
@@ -17,20 +18,24 @@ public sealed class WatchService(Shard shard, ServerOptions options) : WatchServ
     // etcd fragments responses above the request limit plus gRPC overhead (MaxRequestBytesWithOverhead).
     private readonly int _fragmentAbove = options.MaxRequestBytes + ServerOptions.GrpcOverheadBytes;
 
-    // Metadata etcd clients add with WithRequireLeader (kube-apiserver always does).
-    private const string RequireLeaderKey = "hasleader";
+    // etcd checks for a leader at every election tick; this is how often a stream that requires
+    // one looks at whether its journal is still reachable.
+    private static readonly TimeSpan LeaderCheckInterval = TimeSpan.FromMilliseconds(500);
 
     public override async Task Watch(IAsyncStreamReader<WatchRequest> requestStream, IServerStreamWriter<WatchResponseFrame> responseStream, ServerCallContext context)
     {
-        bool requireLeader = context.RequestHeaders.GetValue(RequireLeaderKey) == "true";
+        // Metadata etcd clients add with WithRequireLeader (kube-apiserver always does).
+        bool requireLeader = JournalAvailabilityInterceptor.RequiresLeader(context);
         using var stream = shard.Watches.OpenStream();
         using var done = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
         var sending = SendAsync(stream, responseStream, done.Token);
         var receiving = ReceiveAsync(stream, requestStream, done.Token);
-        var first = await Task.WhenAny(sending, receiving).ConfigureAwait(false);
+        var leaderLost = requireLeader ? WatchLeaderAsync(done.Token) : Task.Delay(Timeout.Infinite, done.Token);
+        var first = await Task.WhenAny(sending, receiving, leaderLost).ConfigureAwait(false);
         await done.CancelAsync().ConfigureAwait(false);
         try
         {
+            if (first == leaderLost && leaderLost.IsCompletedSuccessfully) throw new RpcException(new Status(StatusCode.Unavailable, "etcdserver: no leader"));
             // The client closing its side ends the call, as in etcd; a send failure ends it too.
             await first.ConfigureAwait(false);
         }
@@ -50,6 +55,12 @@ public sealed class WatchService(Shard shard, ServerOptions options) : WatchServ
             try { await Task.WhenAll(sending, receiving).ConfigureAwait(false); }
             catch (Exception) { /* the first outcome is what the client hears */ }
         }
+    }
+
+    // Completes when the journal has become unreachable (etcd: the member lost its leader).
+    private async Task WatchLeaderAsync(CancellationToken cancellationToken)
+    {
+        while (shard.JournalReachable) await Task.Delay(LeaderCheckInterval, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task ReceiveAsync(WatchStream stream, IAsyncStreamReader<WatchRequest> requests, CancellationToken cancellationToken)

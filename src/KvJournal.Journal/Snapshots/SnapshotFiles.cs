@@ -1,0 +1,71 @@
+using System.Globalization;
+
+namespace KvJournal.Journal.Snapshots;
+
+/// <summary>
+/// A journal's snapshots as files, one per covered position ("POSITION.snap", zero-padded so names
+/// sort by position). A snapshot is written to a temporary file, flushed to the device and then
+/// renamed, so a crash leaves either the whole snapshot or none. The newest <see cref="Keep"/> are kept.
+/// </summary>
+public sealed class SnapshotFiles
+{
+    /// <summary>Snapshots kept: the newest, and one before it in case the newest turns out unreadable.</summary>
+    public const int Keep = 2;
+    private const string Suffix = ".snap";
+    private readonly string _directory;
+    private readonly SemaphoreSlim _writing = new(1, 1);
+
+    public SnapshotFiles(string directory)
+    {
+        _directory = directory;
+        Directory.CreateDirectory(directory);
+        foreach (var tmp in Directory.EnumerateFiles(directory, "*.tmp")) File.Delete(tmp); // a write cut short
+    }
+
+    /// <summary>Positions of the snapshots kept, oldest first.</summary>
+    public IReadOnlyList<long> Positions()
+    {
+        var positions = new List<long>();
+        foreach (var path in Directory.EnumerateFiles(_directory, "*" + Suffix))
+        {
+            if (long.TryParse(Path.GetFileNameWithoutExtension(path), NumberStyles.None, CultureInfo.InvariantCulture, out long p)) positions.Add(p);
+        }
+        positions.Sort();
+        return positions;
+    }
+
+    /// <summary>Stores a snapshot durably and drops the oldest beyond <see cref="Keep"/>; returns the oldest position kept.</summary>
+    public async Task<long> PutAsync(long position, Stream snapshot, CancellationToken cancellationToken)
+    {
+        await _writing.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            string path = PathOf(position), tmp = path + ".tmp";
+            await using (var file = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous))
+            {
+                await snapshot.CopyToAsync(file, cancellationToken).ConfigureAwait(false);
+                await file.FlushAsync(cancellationToken).ConfigureAwait(false);
+                file.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, path, overwrite: true);
+            var positions = Positions();
+            for (int i = 0; i < positions.Count - Keep; i++) File.Delete(PathOf(positions[i]));
+            return positions[Math.Max(0, positions.Count - Keep)];
+        }
+        finally
+        {
+            _writing.Release();
+        }
+    }
+
+    /// <summary>The newest snapshot, or null.</summary>
+    public JournalSnapshot? OpenNewest()
+    {
+        var positions = Positions();
+        if (positions.Count == 0) return null;
+        long position = positions[^1];
+        return new JournalSnapshot(position, new FileStream(PathOf(position), FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan));
+    }
+
+    private string PathOf(long position) => Path.Combine(_directory, position.ToString("D20", CultureInfo.InvariantCulture) + Suffix);
+}
