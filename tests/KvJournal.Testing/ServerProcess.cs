@@ -139,8 +139,7 @@ public abstract class ServerProcess : IAsyncDisposable
                 throw new InvalidOperationException($"server exited with {_process.ExitCode} before it was ready:\n{Output}");
             try
             {
-                await Kv.RangeAsync(new RangeRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("ready-probe"), Serializable = true },
-                    deadline: DateTime.UtcNow.AddSeconds(2));
+                await ProbeAsync(DateTime.UtcNow.AddSeconds(2));
                 return;
             }
             catch (RpcException) when (DateTime.UtcNow < deadline)
@@ -150,6 +149,10 @@ public abstract class ServerProcess : IAsyncDisposable
             }
         }
     }
+
+    /// <summary>One request the server answers once it serves: a serializable Range for an etcd API server.</summary>
+    protected virtual async Task ProbeAsync(DateTime deadline) =>
+        await Kv.RangeAsync(new RangeRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("ready-probe"), Serializable = true }, deadline: deadline);
 
     /// <summary>kill -9: no shutdown hook runs, nothing is flushed beyond what was already durable.</summary>
     public async Task KillAsync()
@@ -161,8 +164,13 @@ public abstract class ServerProcess : IAsyncDisposable
         }
     }
 
+    private bool _disposed;
+
+    /// <summary>Kills the process and releases it; a second call does nothing.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (_disposed) return;
+        _disposed = true;
         await KillAsync();
         Channel.Dispose();
         _process.Dispose();

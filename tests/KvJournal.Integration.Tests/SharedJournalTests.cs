@@ -1,0 +1,304 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Etcdserverpb;
+using Google.Protobuf;
+using Grpc.Core;
+using KvJournal.Protos.Journal;
+using KvJournal.Protos.JournalService;
+using KvJournal.Testing;
+using Xunit;
+
+namespace KvJournal.Integration.Tests;
+
+/// <summary>
+/// Several members on one journal server (`kvjournal journal`), all real processes on loopback:
+/// any member takes writes, all hold the same data at the same revisions, reads and watches see
+/// writes made through other members, and journal or member crashes lose nothing acknowledged.
+/// </summary>
+public sealed class SharedJournalTests
+{
+    private static ByteString B(string s) => ByteString.CopyFromUtf8(s);
+
+    /// <summary>A journal server and members pointed at it; disposing kills them all and deletes their data.</summary>
+    private sealed class Cluster : IAsyncDisposable
+    {
+        // The cluster owns the journal's data directory, so the journal can be restarted on it.
+        private readonly string _journalData = Paths.NewTempDir("journal");
+
+        public JournalProcess Journal { get; private set; } = null!;
+        public List<KvJournalProcess> Members { get; } = [];
+
+        public static async Task<Cluster> StartAsync(int members)
+        {
+            var cluster = new Cluster();
+            cluster.Journal = await JournalProcess.StartAsync(cluster._journalData);
+            for (int i = 0; i < members; i++) await cluster.AddMemberAsync($"m{i}");
+            return cluster;
+        }
+
+        public async Task<KvJournalProcess> AddMemberAsync(string name)
+        {
+            var member = await KvJournalProcess.StartAsync(null, "--name", name, "--journal-endpoints", Journal.Url);
+            Members.Add(member);
+            return member;
+        }
+
+        /// <summary>kill -9 of the journal server, then a restart on the same port and data.</summary>
+        public async Task RestartJournalAsync(Func<Task>? whileDown = null)
+        {
+            await Journal.DisposeAsync();
+            if (whileDown is not null) await whileDown();
+            Journal = await JournalProcess.StartAsync(_journalData, Journal.Port);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var m in Members) await m.DisposeAsync();
+            await Journal.DisposeAsync();
+            Paths.DeleteDir(_journalData);
+        }
+    }
+
+    private static async Task<RangeResponse> All(KvJournalProcess member, bool serializable = false) =>
+        await member.Kv.RangeAsync(new RangeRequest { Key = B("\0"), RangeEnd = B("\0"), Serializable = serializable });
+
+    [Fact]
+    public async Task ThreeMembersTakeWritesAndHoldIdenticalData()
+    {
+        await using var cluster = await Cluster.StartAsync(3);
+        var m = cluster.Members;
+        for (int i = 0; i < 30; i++)
+        {
+            var member = m[i % 3];
+            await member.Kv.PutAsync(new PutRequest { Key = B($"k/{i:D2}"), Value = B($"v{i}") });
+        }
+        var txn = await m[1].Kv.TxnAsync(new TxnRequest
+        {
+            Compare = { new Compare { Key = B("k/00"), Target = Compare.Types.CompareTarget.Version, Result = Compare.Types.CompareResult.Equal, Version = 1 } },
+            Success = { new RequestOp { RequestPut = new PutRequest { Key = B("k/00"), Value = B("txn") } }, new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = B("k/01") } } },
+        });
+        Assert.True(txn.Succeeded);
+        Assert.Equal(32, txn.Header.Revision); // 1 + 30 puts + the txn
+
+        var ranges = await Task.WhenAll(m.Select(x => All(x)));
+        var headers = ranges.Select(r => r.Header).ToList();
+        Assert.All(ranges, r => Assert.Equal(32, r.Header.Revision));
+        Assert.All(ranges, r => Assert.Equal(ranges[0].Kvs, r.Kvs));
+        Assert.Equal(29, ranges[0].Kvs.Count);
+        Assert.Equal(3, headers.Select(h => h.MemberId).Distinct().Count());
+        Assert.Single(headers.Select(h => h.ClusterId).Distinct());
+
+        var hashes = await Task.WhenAll(m.Select(x => new Maintenance.MaintenanceClient(x.Channel).HashKVAsync(new HashKVRequest { Revision = 32 }).ResponseAsync));
+        Assert.Single(hashes.Select(h => h.Hash).Distinct());
+        // Every member lists all three, and they agree on one leader among them.
+        foreach (var x in m)
+        {
+            var list = await new Etcdserverpb.Cluster.ClusterClient(x.Channel).MemberListAsync(new MemberListRequest { Linearizable = true });
+            Assert.Equal(3, list.Members.Count);
+            Assert.Equal(["m0", "m1", "m2"], list.Members.Select(mm => mm.Name).Order());
+        }
+        var leaders = await Task.WhenAll(m.Select(x => new Maintenance.MaintenanceClient(x.Channel).StatusAsync(new Etcdserverpb.StatusRequest()).ResponseAsync));
+        Assert.Single(leaders.Select(s => s.Leader).Distinct());
+        Assert.Contains(leaders[0].Leader, headers.Select(h => h.MemberId));
+    }
+
+    [Fact]
+    public async Task LinearizableReadsSeeWritesMadeThroughOtherMembers()
+    {
+        await using var cluster = await Cluster.StartAsync(3);
+        var m = cluster.Members;
+        for (int i = 0; i < 60; i++)
+        {
+            var writer = m[i % 3];
+            var reader = m[(i + 1) % 3];
+            var put = await writer.Kv.PutAsync(new PutRequest { Key = B("ryw"), Value = B($"v{i}") });
+            var got = await reader.Kv.RangeAsync(new RangeRequest { Key = B("ryw") });
+            Assert.Equal($"v{i}", got.Kvs[0].Value.ToStringUtf8());
+            Assert.True(got.Header.Revision >= put.Header.Revision);
+        }
+    }
+
+    [Fact]
+    public async Task AWatchOnOneMemberSeesWritesThroughTheOthersInOrder()
+    {
+        await using var cluster = await Cluster.StartAsync(3);
+        var m = cluster.Members;
+        await using var watch = new WatchSession(m[1].Channel, requireLeader: true);
+        var created = await watch.WatchAsync(WatchSession.Create("w/", WatchSession.PrefixEnd("w/"), prevKv: true));
+        Assert.True(created.Created);
+
+        var revisions = new List<long>();
+        for (int i = 0; i < 20; i++)
+        {
+            var r = await m[i % 2 == 0 ? 0 : 2].Kv.PutAsync(new PutRequest { Key = B($"w/{i % 5}"), Value = B($"v{i}") });
+            revisions.Add(r.Header.Revision);
+        }
+        var seen = new List<long>();
+        while (seen.Count < revisions.Count)
+        {
+            var response = await watch.NextAsync(TimeSpan.FromSeconds(10));
+            foreach (var e in response.Events)
+            {
+                seen.Add(e.Kv.ModRevision);
+                if (e.Kv.Version > 1) Assert.NotNull(e.PrevKv);
+            }
+        }
+        Assert.Equal(revisions, seen);
+    }
+
+    [Fact]
+    public async Task AnEntryTheJournalHoldsTwiceIsAppliedOnce()
+    {
+        await using var cluster = await Cluster.StartAsync(2);
+        var m = cluster.Members;
+        var before = await m[0].Kv.PutAsync(new PutRequest { Key = B("once/marker"), Value = B("x") });
+        await using var watch = new WatchSession(m[1].Channel);
+        await watch.WatchAsync(WatchSession.Create("once/", WatchSession.PrefixEnd("once/"), startRevision: before.Header.Revision + 1));
+
+        // What a member's retried append leaves behind: the same entry (proposer and request id) twice.
+        var entry = new JournalEntry { MemberId = 0xfeed, RequestId = 42, Put = new PutRequest { Key = B("once/k"), Value = B("v") } };
+        byte[] framed = [1, .. entry.ToByteArray()];
+        var append = new AppendRequest { Stream = "default", Entries = { ByteString.CopyFrom(framed), ByteString.CopyFrom(framed) } };
+        var positions = await cluster.Journal.Journal.AppendAsync(append);
+        Assert.Equal(2, positions.Positions.Count);
+        await cluster.Journal.Journal.AppendAsync(new AppendRequest { Stream = "default", Entries = { ByteString.CopyFrom(framed) } });
+
+        var after = await m[0].Kv.PutAsync(new PutRequest { Key = B("once/after"), Value = B("y") });
+        Assert.Equal(before.Header.Revision + 2, after.Header.Revision); // one revision for three copies
+        foreach (var x in m)
+        {
+            var k = await x.Kv.RangeAsync(new RangeRequest { Key = B("once/k") });
+            Assert.Equal(1, k.Kvs[0].Version);
+            Assert.Equal(before.Header.Revision + 1, k.Kvs[0].ModRevision);
+        }
+        var events = new List<Mvccpb.Event>();
+        while (events.Count < 2) events.AddRange((await watch.NextAsync(TimeSpan.FromSeconds(10))).Events);
+        Assert.Equal(["once/k", "once/after"], events.Select(e => e.Kv.Key.ToStringUtf8()));
+    }
+
+    [Fact]
+    public async Task AJournalOutageFailsFastKeepsSerializableReadsAndResumesWithoutRestart()
+    {
+        await using var cluster = await Cluster.StartAsync(2);
+        var m = cluster.Members;
+        var put = await m[0].Kv.PutAsync(new PutRequest { Key = B("outage/a"), Value = B("1") });
+        await using var leaderWatch = new WatchSession(m[1].Channel, requireLeader: true);
+        await leaderWatch.WatchAsync(WatchSession.Create("outage/", WatchSession.PrefixEnd("outage/")));
+
+        await cluster.RestartJournalAsync(whileDown: async () =>
+        {
+            var clock = Stopwatch.StartNew();
+            var refused = await Assert.ThrowsAsync<RpcException>(() => m[0].Kv.PutAsync(new PutRequest { Key = B("outage/b"), Value = B("2") }).ResponseAsync);
+            Assert.Equal(StatusCode.Unavailable, refused.StatusCode);
+            Assert.Contains("journal unavailable", refused.Status.Detail);
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"the write took {clock.Elapsed} to fail");
+
+            var local = await m[1].Kv.RangeAsync(new RangeRequest { Key = B("outage/a"), Serializable = true });
+            Assert.Equal("1", local.Kvs[0].Value.ToStringUtf8());
+            var linearizable = await Assert.ThrowsAsync<RpcException>(() => m[1].Kv.RangeAsync(new RangeRequest { Key = B("outage/a") }).ResponseAsync);
+            Assert.Equal(StatusCode.Unavailable, linearizable.StatusCode);
+
+            // A watch that requires a leader is ended with etcd's error; a new one is refused.
+            await Assert.ThrowsAnyAsync<Exception>(async () => { while (true) await leaderWatch.NextAsync(TimeSpan.FromSeconds(10)); });
+            Assert.Equal("etcdserver: no leader", leaderWatch.EndStatus?.Detail);
+            var headers = new Metadata { { "hasleader", "true" } };
+            var noLeader = await Assert.ThrowsAsync<RpcException>(() => m[1].Kv.RangeAsync(new RangeRequest { Key = B("outage/a"), Serializable = true }, headers).ResponseAsync);
+            Assert.Equal("etcdserver: no leader", noLeader.Status.Detail);
+        });
+
+        // Back without restarting the members: writes and linearizable reads work again.
+        var again = await RetryUntilAsync(() => m[0].Kv.PutAsync(new PutRequest { Key = B("outage/c"), Value = B("3") }).ResponseAsync, TimeSpan.FromSeconds(30));
+        Assert.Equal(put.Header.Revision + 1, again.Header.Revision);
+        var seen = await RetryUntilAsync(() => m[1].Kv.RangeAsync(new RangeRequest { Key = B("outage/"), RangeEnd = B(WatchSession.PrefixEnd("outage/")) }).ResponseAsync, TimeSpan.FromSeconds(30));
+        Assert.Equal(["outage/a", "outage/c"], seen.Kvs.Select(kv => kv.Key.ToStringUtf8()));
+    }
+
+    [Fact]
+    public async Task Kill9OfTheJournalAndOfAMemberLosesNothingAcknowledged()
+    {
+        await using var cluster = await Cluster.StartAsync(2);
+        var acked = new ConcurrentDictionary<string, long>();
+        using var stop = new CancellationTokenSource(TimeSpan.FromMinutes(2));
+        int enough = 0;
+        var firstKill = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var secondKill = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var members = cluster.Members.ToArray();
+        var writers = Enumerable.Range(0, 8).Select(w => Task.Run(async () =>
+        {
+            for (int i = 0; i < 3000 && !stop.IsCancellationRequested; i++)
+            {
+                string key = $"crash/{w}/{i:D4}";
+                try
+                {
+                    var r = await members[w % 2].Kv.PutAsync(new PutRequest { Key = B(key), Value = B(key) }, deadline: DateTime.UtcNow.AddSeconds(10));
+                    acked[key] = r.Header.Revision;
+                    int n = Interlocked.Increment(ref enough);
+                    if (n >= 1000) firstKill.TrySetResult();
+                    if (n >= 2500) secondKill.TrySetResult();
+                }
+                catch (RpcException)
+                {
+                    // not acknowledged: the journal or the member is down; try the next key
+                }
+            }
+        })).ToArray();
+
+        await firstKill.Task.WaitAsync(TimeSpan.FromMinutes(1));
+        await cluster.RestartJournalAsync();
+        await secondKill.Task.WaitAsync(TimeSpan.FromMinutes(1));
+        // kill -9 of member 0 mid-load; a brand-new member then rebuilds everything from the journal.
+        await members[0].KillAsync();
+        await stop.CancelAsync();
+        await Task.WhenAll(writers);
+
+        await using var restarted = await KvJournalProcess.StartAsync(null, "--name", "m0-again", "--journal-endpoints", cluster.Journal.Url);
+        foreach (var reader in new[] { members[1], restarted })
+        {
+            var all = await reader.Kv.RangeAsync(new RangeRequest { Key = B("crash/"), RangeEnd = B(WatchSession.PrefixEnd("crash/")) });
+            var byKey = all.Kvs.ToDictionary(kv => kv.Key.ToStringUtf8(), kv => kv.ModRevision);
+            foreach (var (key, revision) in acked)
+            {
+                Assert.True(byKey.TryGetValue(key, out long stored), $"acknowledged {key} is missing");
+                Assert.Equal(revision, stored);
+            }
+            // No revision was given twice.
+            Assert.Equal(all.Kvs.Count, all.Kvs.Select(kv => kv.ModRevision).Distinct().Count());
+        }
+        Assert.True(acked.Count >= 2500);
+    }
+
+    [Fact]
+    public async Task EtcdctlWithAllMembersKeepsWorkingWhenOneIsKilled()
+    {
+        await using var cluster = await Cluster.StartAsync(3);
+        string endpoints = string.Join(",", cluster.Members.Select(x => x.Endpoint));
+        var put = await Etcdctl.RunAsync(endpoints, null, "put", "failover", "before");
+        Assert.Equal(0, put.ExitCode);
+        await cluster.Members[0].KillAsync();
+        for (int i = 0; i < 5; i++)
+        {
+            var again = await Etcdctl.RunAsync(endpoints, null, "put", "failover", $"after{i}");
+            Assert.True(again.ExitCode == 0, again.Stderr);
+            var get = await Etcdctl.RunAsync(endpoints, null, "get", "failover", "--print-value-only");
+            Assert.True(get.ExitCode == 0, get.Stderr);
+            Assert.Equal($"after{i}", get.Stdout.Trim());
+        }
+    }
+
+    // Retries a call until it succeeds (the journal is coming back), bounded by a deadline.
+    private static async Task<T> RetryUntilAsync<T>(Func<Task<T>> call, TimeSpan within)
+    {
+        var deadline = DateTime.UtcNow + within;
+        while (true)
+        {
+            try
+            {
+                return await call();
+            }
+            catch (RpcException) when (DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(50); // the member reconnects on its own backoff; nothing to await on the wire
+            }
+        }
+    }
+}
