@@ -28,17 +28,20 @@ public sealed class SharedJournalTests
         public JournalProcess Journal { get; private set; } = null!;
         public List<KvJournalProcess> Members { get; } = [];
 
-        public static async Task<Cluster> StartAsync(int members)
+        private string[] _memberArgs = [];
+
+        public static async Task<Cluster> StartAsync(int members, params string[] memberArgs)
         {
-            var cluster = new Cluster();
+            var cluster = new Cluster { _memberArgs = memberArgs };
             cluster.Journal = await JournalProcess.StartAsync(cluster._journalData);
             for (int i = 0; i < members; i++) await cluster.AddMemberAsync($"m{i}");
             return cluster;
         }
 
-        public async Task<KvJournalProcess> AddMemberAsync(string name)
+        /// <summary>Starts a member on the journal; with a <paramref name="dataDir"/> the caller keeps its data (a restart reuses it).</summary>
+        public async Task<KvJournalProcess> AddMemberAsync(string name, string? dataDir = null)
         {
-            var member = await KvJournalProcess.StartAsync(null, "--name", name, "--journal-endpoints", Journal.Url);
+            var member = await KvJournalProcess.StartAsync(dataDir, ["--name", name, "--journal-endpoints", Journal.Url, .. _memberArgs]);
             Members.Add(member);
             return member;
         }
@@ -282,6 +285,99 @@ public sealed class SharedJournalTests
             var get = await Etcdctl.RunAsync(endpoints, null, "get", "failover", "--print-value-only");
             Assert.True(get.ExitCode == 0, get.Stderr);
             Assert.Equal($"after{i}", get.Stdout.Trim());
+        }
+    }
+
+    [Fact]
+    public async Task ALateMemberStartsFromTheSnapshotInTheJournalAndMatchesTheOthers()
+    {
+        await using var cluster = await Cluster.StartAsync(3, "--snapshot-count", "300");
+        var m = cluster.Members;
+        // History worth comparing: overwrites, deletes, a lease with keys, a compaction.
+        var lease = await new Lease.LeaseClient(m[0].Channel).LeaseGrantAsync(new LeaseGrantRequest { TTL = 3600 });
+        await Task.WhenAll(Enumerable.Range(0, 3).Select(w => Task.Run(async () =>
+        {
+            for (int i = 0; i < 400; i++)
+            {
+                string key = $"late/{w}/{i % 120:D3}";
+                if (i % 7 == 6) await m[w].Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = B(key) });
+                else await m[w].Kv.PutAsync(new PutRequest { Key = B(key), Value = B($"v{i}"), Lease = i % 10 == 0 ? lease.ID : 0 });
+            }
+        })));
+        await m[1].Kv.CompactAsync(new CompactionRequest { Revision = 100 });
+
+        // The journal keeps the leader's snapshot and is trimmed below it: a member can no longer
+        // rebuild from the journal alone.
+        var status = await WaitForAsync(
+            () => cluster.Journal.Journal.StatusAsync(new KvJournal.Protos.JournalService.StatusRequest { Stream = "default" }).ResponseAsync,
+            s => s.FirstPosition > 64, TimeSpan.FromSeconds(60));
+        for (int i = 0; i < 50; i++) await m[2].Kv.PutAsync(new PutRequest { Key = B($"late/after/{i}"), Value = B("x") });
+
+        string keptDir = Paths.NewTempDir("late-member");
+        try
+        {
+            var late = await cluster.AddMemberAsync("m3", keptDir);
+            var ready = await Curl.GetAsync($"http://{late.Endpoint}/readyz");
+            Assert.Equal(200, ready.Status);
+            var head = await m[0].Kv.PutAsync(new PutRequest { Key = B("late/last"), Value = B("x") });
+            long revision = head.Header.Revision;
+            var ranges = await Task.WhenAll(cluster.Members.Select(x => All(x)));
+            Assert.All(ranges, r => Assert.Equal(ranges[0].Kvs, r.Kvs));
+            foreach (long at in new[] { revision, 100, 400 })
+            {
+                var hashes = await Task.WhenAll(cluster.Members.Select(x => new Maintenance.MaintenanceClient(x.Channel).HashKVAsync(new HashKVRequest { Revision = at }).ResponseAsync));
+                Assert.Single(hashes.Select(h => h.Hash).Distinct());
+            }
+            var ttl = await new Lease.LeaseClient(late.Channel).LeaseTimeToLiveAsync(new LeaseTimeToLiveRequest { ID = lease.ID, Keys = true });
+            var ttl0 = await new Lease.LeaseClient(m[0].Channel).LeaseTimeToLiveAsync(new LeaseTimeToLiveRequest { ID = lease.ID, Keys = true });
+            Assert.Equal(ttl0.Keys.Select(k => k.ToStringUtf8()).Order(), ttl.Keys.Select(k => k.ToStringUtf8()).Order());
+            Assert.NotEmpty(ttl.Keys);
+
+            // The watch history survives the snapshot: a watch from a retained revision replays the
+            // same events, in the same order, on the late member as on an old one.
+            var replays = await Task.WhenAll(new[] { m[0], late }.Select(x => ReplayAsync(x, from: 101, count: 200)));
+            Assert.Equal(replays[0], replays[1]);
+
+            // A kill -9 and restart of the late member starts from its journal snapshot again.
+            await late.KillAsync();
+            cluster.Members.Remove(late);
+            await late.DisposeAsync();
+            var again = await cluster.AddMemberAsync("m3", keptDir);
+            var after = await All(again);
+            Assert.Equal((await All(m[0])).Kvs, after.Kvs);
+            Assert.Equal(ranges[3].Header.MemberId, after.Header.MemberId); // the same member: its id is kept in its data dir
+        }
+        finally
+        {
+            foreach (var x in cluster.Members.ToList()) if (x.DataDir == keptDir) { await x.DisposeAsync(); cluster.Members.Remove(x); }
+            Paths.DeleteDir(keptDir);
+        }
+    }
+
+    // The first count events a watch from a revision replays, as "revision type key value" lines.
+    private static async Task<List<string>> ReplayAsync(KvJournalProcess member, long from, int count)
+    {
+        await using var watch = new WatchSession(member.Channel);
+        await watch.WatchAsync(WatchSession.Create("late/", WatchSession.PrefixEnd("late/"), startRevision: from, prevKv: true));
+        var events = new List<string>();
+        while (events.Count < count)
+        {
+            foreach (var e in (await watch.NextAsync(TimeSpan.FromSeconds(10))).Events)
+                events.Add($"{e.Kv.ModRevision} {e.Type} {e.Kv.Key.ToStringUtf8()} {e.Kv.Value.ToStringUtf8()} {e.PrevKv?.ModRevision}");
+        }
+        return events.Take(count).ToList();
+    }
+
+    // Polls a condition the servers reach on their own (a snapshot being stored), bounded in time.
+    private static async Task<T> WaitForAsync<T>(Func<Task<T>> probe, Func<T, bool> done, TimeSpan within)
+    {
+        var deadline = DateTime.UtcNow + within;
+        while (true)
+        {
+            var value = await probe();
+            if (done(value)) return value;
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"condition not reached in {within}: last {value}");
+            await Task.Delay(100);
         }
     }
 

@@ -4,11 +4,13 @@ using KvJournal.Member.Leases;
 using KvJournal.Member.Metrics;
 using KvJournal.Member.Propose;
 using KvJournal.Member.Reads;
+using KvJournal.Member.Snapshots;
 using KvJournal.Member.Tail;
 using KvJournal.Protos.Journal;
 using KvJournal.Storage.Apply;
 using KvJournal.Storage.Lease;
 using KvJournal.Storage.Mvcc;
+using KvJournal.Storage.Snapshot;
 using KvJournal.Storage.Watch;
 
 namespace KvJournal.Member.Shards;
@@ -25,6 +27,9 @@ public sealed record ShardOptions(ulong MemberId, int MaxRequestBytes, TimeSpan 
     /// <summary>Announced on the journal at open, for Cluster.MemberList on every member.</summary>
     public string MemberName { get; init; } = "default";
     public IReadOnlyList<string> ClientUrls { get; init; } = [];
+
+    /// <summary>Entries applied between state snapshots (etcd's --snapshot-count); 0 = never.</summary>
+    public long SnapshotCount { get; init; } = 100_000;
 }
 
 /// <summary>
@@ -43,6 +48,7 @@ public sealed class Shard
     private readonly ShardTailer _tailer;
     private Task _tailing = Task.CompletedTask;
     private Task _expiring = Task.CompletedTask;
+    private Task _snapshotting = Task.CompletedTask;
 
     private Shard(IJournal journal, ShardOptions options)
     {
@@ -117,6 +123,18 @@ public sealed class Shard
     /// <summary>The journal's last durable position (-1 when empty): what linearizable reads wait for.</summary>
     public long CommittedPosition => _journal.LastDurablePosition;
 
+    /// <summary>Entries applied since this member started.</summary>
+    public long AppliedEntries => _tailer.AppliedEntries;
+
+    /// <summary>The position of the snapshot this member started from (-1 when it replayed the whole journal).</summary>
+    public long StartedFromSnapshot { get; private set; } = -1;
+
+    internal IJournal Journal => _journal;
+
+    internal KvApplier Applier => _applier;
+
+    internal long SnapshotCount => _options.SnapshotCount;
+
     /// <summary>Position of the last applied journal entry (-1 before the first).</summary>
     public long AppliedPosition => _applied.Value;
 
@@ -130,6 +148,7 @@ public sealed class Shard
     public static async Task<Shard> OpenAsync(IJournal journal, ShardOptions options, CancellationToken cancellationToken)
     {
         var shard = new Shard(journal, options);
+        await shard.RestoreLatestSnapshotAsync(cancellationToken).ConfigureAwait(false);
         shard._tailing = Task.Run(() => shard._tailer.RunAsync(shard._stopping.Token), CancellationToken.None);
         await shard.WaitLinearizableAsync(cancellationToken).ConfigureAwait(false);
         if (shard.ClusterId == 0)
@@ -146,7 +165,33 @@ public sealed class Shard
         }
         var expiry = new LeaseExpiry(shard);
         shard._expiring = Task.Run(() => expiry.RunAsync(shard._stopping.Token), CancellationToken.None);
+        if (options.SnapshotCount > 0)
+        {
+            var snapshots = new StateSnapshots(shard);
+            shard._snapshotting = Task.Run(() => snapshots.RunAsync(shard._stopping.Token), CancellationToken.None);
+        }
         return shard;
+    }
+
+    // Start-up = the newest state snapshot the journal keeps + the journal after it.
+    private async Task RestoreLatestSnapshotAsync(CancellationToken cancellationToken)
+    {
+        var snapshot = await _journal.GetSnapshotAsync(cancellationToken).ConfigureAwait(false);
+        if (snapshot is null) return;
+        await using (snapshot.ConfigureAwait(false))
+        {
+            string file = await StateSnapshots.DownloadAsync(snapshot.Data, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                long position = StateSnapshot.Read(file, Store, Leases, _applier);
+                _applied.Advance(position);
+                StartedFromSnapshot = position;
+            }
+            finally
+            {
+                File.Delete(file);
+            }
+        }
     }
 
     /// <summary>
@@ -253,6 +298,7 @@ public sealed class Shard
     {
         await _stopping.CancelAsync().ConfigureAwait(false);
         try { await _expiring.ConfigureAwait(false); } catch (OperationCanceledException) { }
+        try { await _snapshotting.ConfigureAwait(false); } catch (OperationCanceledException) { }
         try { await _tailing.ConfigureAwait(false); } catch (OperationCanceledException) { }
         await Watches.DisposeAsync().ConfigureAwait(false);
         _stopping.Dispose();

@@ -25,6 +25,11 @@ internal sealed class ShardTailer(
 {
     public Exception? Failure { get; private set; }
 
+    private long _appliedEntries;
+
+    /// <summary>Entries applied since this member started (what triggers state snapshots).</summary>
+    public long AppliedEntries => Interlocked.Read(ref _appliedEntries);
+
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         try
@@ -38,6 +43,7 @@ internal sealed class ShardTailer(
                 try
                 {
                     result = applier.Apply(entry);
+                    applier.Position = raw.Position; // a state snapshot taken under the lock names this position
                 }
                 finally
                 {
@@ -45,6 +51,7 @@ internal sealed class ShardTailer(
                 }
                 if (store.CurrentRevision != before) watches.Notify(store.CurrentRevision);
                 applied.Advance(raw.Position);
+                Interlocked.Increment(ref _appliedEntries);
                 if (entry.MemberId == memberId) pending.Complete(entry.RequestId, result);
             }
             Stop(new OperationCanceledException("shard stopped"));

@@ -130,6 +130,7 @@ public sealed class KvJournalServer : IAsyncDisposable
             Name = name,
             MemberName = _options.Name,
             QuotaBytes = _options.QuotaOf(name),
+            SnapshotCount = _options.SnapshotCount,
             ClientUrls = [.. advertise.Select(u => u.GetLeftPart(UriPartial.Authority))],
         }, cancellationToken).ConfigureAwait(false);
         var hosted = new HostedShard(journal, shard, listen);

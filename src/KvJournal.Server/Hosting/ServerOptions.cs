@@ -40,6 +40,9 @@ public sealed record ServerOptions
     public string AutoCompactionRetention { get; init; } = "0";
     public string LogLevel { get; init; } = "info";
 
+    /// <summary>Applied entries between state snapshots stored in the journal (etcd's --snapshot-count); 0 = none.</summary>
+    public long SnapshotCount { get; init; } = 100_000;
+
     /// <summary>The journal server this member shares with others; empty = the embedded journal under --data-dir.</summary>
     public IReadOnlyList<Uri> JournalEndpoints { get; init; } = [];
 
@@ -79,6 +82,8 @@ public sealed record ServerOptions
                                           periodic, a number of revisions for revision (default 0 = off)
           --journal-endpoints URL         the journal server (`kvjournal journal`) to share with other members;
                                           without it the journal is embedded under --data-dir
+          --snapshot-count N              applied entries between state snapshots kept with the journal, which
+                                          new and restarting members start from (default 100000; 0 = none)
           --shard NAME=URLS               serve a further keyspace NAME on URLS (repeatable)
           --shard-quota-backend-bytes NAME=N   that shard's quota (repeatable; default: --quota-backend-bytes)
           --log-level LEVEL               debug, info, warn, error, panic or fatal (default info)
@@ -124,7 +129,7 @@ public sealed record ServerOptions
         "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-metrics-urls", "max-request-bytes",
         "max-txn-ops", "quota-backend-bytes", "watch-progress-notify-interval", "experimental-watch-progress-notify-interval",
         "cert-file", "key-file", "trusted-ca-file", "client-cert-auth", "auto-compaction-mode", "auto-compaction-retention",
-        "log-level", "shard", "shard-quota-backend-bytes", "journal-endpoints",
+        "log-level", "shard", "shard-quota-backend-bytes", "journal-endpoints", "snapshot-count",
     ];
 
     private static readonly HashSet<string> BooleanFlags = ["client-cert-auth"];
@@ -180,6 +185,7 @@ public sealed record ServerOptions
             AutoCompactionMode = value is "periodic" or "revision" ? value : throw new ArgumentException($"invalid value \"{value}\" for flag --{name}: want periodic or revision"),
         },
         "auto-compaction-retention" => this with { AutoCompactionRetention = value },
+        "snapshot-count" => this with { SnapshotCount = Number(name, value, 0, long.MaxValue) },
         "journal-endpoints" => this with { JournalEndpoints = JournalEndpoint(name, value) },
         // Repeatable: each occurrence adds a shard or a shard's quota.
         "shard" => this with { Shards = [.. Shards, ShardSpec.Parse(value)] },

@@ -43,6 +43,20 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
         }
     }
 
+    /// <summary>Position of the last journal entry applied (-1 before the first); set by the tailer under the write lock.</summary>
+    public long Position { get; set; } = -1;
+
+    /// <summary>Loads the applier's own state from a state snapshot, into a fresh applier.</summary>
+    internal void Restore(ulong clusterId, long position)
+    {
+        ClusterId = clusterId;
+        Position = position;
+    }
+
+    internal void RestoreMember(MemberAnnounce member) => _members[member.MemberId] = member;
+
+    internal void RestoreAlarm(AlarmMember alarm) => _alarms[(alarm.MemberID, alarm.Alarm)] = alarm;
+
     /// <summary>Requests applied lately, to skip an entry the journal holds twice after a retried append.</summary>
     public AppliedRequests AppliedRequests { get; } = new();
 

@@ -59,6 +59,9 @@ public sealed class Lessor : ILeaseLookup, IKeyLeaseTracker
 
     public void Remove(long id) => _leases.Remove(id);
 
+    /// <summary>A lease as a state snapshot holds it; its keys attach as the restored keys are reported.</summary>
+    internal void Restore(long id, long ttlSeconds, long expiresAtUnixMs) => _leases[id] = new LeaseEntry(id, ttlSeconds, expiresAtUnixMs);
+
     /// <summary>Up to <paramref name="max"/> leases whose deadline is at or before <paramref name="nowUnixMs"/>, earliest first.</summary>
     /// <remarks>One pass keeping the earliest <paramref name="max"/> in a heap: cheap under the read lock even with 100,000 due.</remarks>
     public List<long> Expired(long nowUnixMs, int max)

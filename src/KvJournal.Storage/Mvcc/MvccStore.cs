@@ -108,6 +108,31 @@ public sealed class MvccStore
         static uint CrcLong(uint crc, long value) => System.Numerics.BitOperations.Crc32C(crc, (ulong)value);
     }
 
+    /// <summary>Every key's history in key order (a state snapshot's keys); read under the lock.</summary>
+    internal IEnumerable<KeyHistory> Histories => _index.All();
+
+    /// <summary>Loads one key's retained versions into an empty store being restored from a snapshot.</summary>
+    internal void RestoreKey(ByteString key, IEnumerable<KeyVersion> versions)
+    {
+        var h = _index.GetOrAdd(key);
+        SizeBytes += key.Length;
+        foreach (var v in versions)
+        {
+            h.Append(v);
+            SizeBytes += v.Value.Length;
+        }
+    }
+
+    /// <summary>Appends to the restored change log: <paramref name="key"/> changed at <paramref name="revision"/>.</summary>
+    internal void RestoreChange(long revision, ByteString key) =>
+        _changes.Append(revision, _index.Get(key) ?? throw new InvalidDataException("snapshot change names a key it does not hold"));
+
+    internal void RestoreRevisions(long current, long compacted)
+    {
+        CurrentRevision = current;
+        CompactRevision = compacted;
+    }
+
     /// <summary>Changes since the last compaction, by revision; read under the lock (or by the applier).</summary>
     internal ChangeLog Changes => _changes;
 
