@@ -1,6 +1,6 @@
 using KvJournal.LoadHarness;
 
-// Usage: dotnet run -c Release --project bench/KvJournal.LoadHarness -- watch|lease [--name N ...] (see bench/README.md)
+// Usage: dotnet run -c Release --project bench/KvJournal.LoadHarness -- watch|lease|defrag|shards|journal [--name N ...] (see bench/README.md)
 var command = args.Length > 0 ? args[0] : "";
 var options = HarnessArgs.Parse(args.Skip(1).ToArray());
 switch (command)
@@ -17,10 +17,14 @@ switch (command)
     case "shards":
         await ShardFloodBenchmark.RunAsync(options);
         return 0;
+    case "journal":
+        await JournalBenchmark.RunAsync(options);
+        return 0;
     default:
         Console.Error.WriteLine("usage: KvJournal.LoadHarness watch [--watchers 50000] [--fanout 1000] [--events 2000]");
         Console.Error.WriteLine("       KvJournal.LoadHarness lease [--clients 1000] [--seconds 5]");
         Console.Error.WriteLine("       KvJournal.LoadHarness defrag [--keys 50000] [--seconds 4]");
         Console.Error.WriteLine("       KvJournal.LoadHarness shards [--quota-mib 16] [--seconds 5]");
+        Console.Error.WriteLine("       KvJournal.LoadHarness journal [--clients 64] [--seconds 3]");
         return 2;
 }
