@@ -170,6 +170,46 @@ public sealed class SharedJournalTests
     }
 
     [Fact]
+    public async Task LeasesAreSharedKeepAlivesThroughOneMemberCountOnAllAndExpiryHappensOnce()
+    {
+        await using var cluster = await Cluster.StartAsync(2);
+        var m = cluster.Members;
+        var leases = m.Select(x => new Lease.LeaseClient(x.Channel)).ToArray();
+        var kept = await leases[0].LeaseGrantAsync(new LeaseGrantRequest { TTL = 2 });
+        var expiring = await leases[1].LeaseGrantAsync(new LeaseGrantRequest { TTL = 2 });
+        await m[0].Kv.PutAsync(new PutRequest { Key = B("lease/kept"), Value = B("1"), Lease = kept.ID });
+        var put = await m[1].Kv.PutAsync(new PutRequest { Key = B("lease/expiring"), Value = B("1"), Lease = expiring.ID });
+        await using var watch = new WatchSession(m[0].Channel);
+        await watch.WatchAsync(WatchSession.Create("lease/", WatchSession.PrefixEnd("lease/"), startRevision: put.Header.Revision + 1, prevKv: true));
+
+        // Keep-alives through member 1 for a lease granted through member 0, across several TTLs;
+        // both members run expiry, and the other lease expires once.
+        using var keepAlive = leases[1].LeaseKeepAlive();
+        var deleted = new List<Mvccpb.Event>();
+        var until = DateTime.UtcNow.AddSeconds(6);
+        while (DateTime.UtcNow < until)
+        {
+            await keepAlive.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = kept.ID });
+            Assert.True(await keepAlive.ResponseStream.MoveNext(CancellationToken.None));
+            Assert.True(keepAlive.ResponseStream.Current.TTL > 0);
+            while (watch.TryNext(out var r)) deleted.AddRange(r.Events);
+            await Task.Delay(500); // the client's keep-alive period, as clientv3 sends them at TTL/3
+        }
+        await keepAlive.RequestStream.CompleteAsync();
+        while (watch.TryNext(out var r)) deleted.AddRange(r.Events);
+        var only = Assert.Single(deleted);
+        Assert.Equal(Mvccpb.Event.Types.EventType.Delete, only.Type);
+        Assert.Equal("lease/expiring", only.Kv.Key.ToStringUtf8());
+        Assert.Equal(put.Header.Revision + 1, only.Kv.ModRevision); // one revision for the expiry, proposed by both members
+        foreach (var x in m)
+        {
+            var left = await x.Kv.RangeAsync(new RangeRequest { Key = B("lease/"), RangeEnd = B(WatchSession.PrefixEnd("lease/")) });
+            Assert.Equal(["lease/kept"], left.Kvs.Select(kv => kv.Key.ToStringUtf8()));
+            Assert.Equal(put.Header.Revision + 1, left.Header.Revision);
+        }
+    }
+
+    [Fact]
     public async Task AnEntryTheJournalHoldsTwiceIsAppliedOnce()
     {
         await using var cluster = await Cluster.StartAsync(2);
