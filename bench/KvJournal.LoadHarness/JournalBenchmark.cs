@@ -71,11 +71,12 @@ public static class JournalBenchmark
         return request;
     }
 
-    // Client w writes through server w mod count, after a one-second warm-up.
+    // Client w writes through server w mod count, after a two-second warm-up at 16 clients (so the
+    // JIT has compiled the member's and journal's paths before anything is measured).
     private static async Task<LatencySummary> PutsAsync(IReadOnlyList<ServerProcess> servers, int clients, TimeSpan window, ByteString value)
     {
         Task Put(int w, int i) => servers[w % servers.Count].Kv.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8($"bench/{w}/{i % 1000}"), Value = value }).ResponseAsync;
-        await PutLoad.RunAsync(clients, TimeSpan.FromSeconds(1), Put);
+        await PutLoad.RunAsync(Math.Max(clients, 16), TimeSpan.FromSeconds(2), Put);
         return await PutLoad.RunAsync(clients, window, Put);
     }
 
