@@ -53,8 +53,10 @@ public static class JournalBenchmark
             var members = new List<KvJournalProcess>();
             try
             {
-                for (int i = 0; i < 3; i++) members.Add(await KvJournalProcess.StartAsync(null, "--name", $"m{i}", "--journal-endpoints", journal.Url));
-                foreach (int n in new[] { 1, clients }) Row("journal service, 1 member", n, etcd[n], await PutsAsync(members.Take(1).ToList(), n, window, value));
+                // One member alone first: idle members still tail and apply every entry on the same cores.
+                members.Add(await KvJournalProcess.StartAsync(null, "--name", "m0", "--journal-endpoints", journal.Url));
+                foreach (int n in new[] { 1, clients }) Row("journal service, 1 member", n, etcd[n], await PutsAsync(members, n, window, value));
+                for (int i = 1; i < 3; i++) members.Add(await KvJournalProcess.StartAsync(null, "--name", $"m{i}", "--journal-endpoints", journal.Url));
                 foreach (int n in new[] { 1, clients }) Row("journal service, 3 members", n, etcd[n], await PutsAsync(members, n, window, value));
             }
             finally
