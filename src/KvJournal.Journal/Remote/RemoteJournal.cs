@@ -121,6 +121,14 @@ public sealed class RemoteJournal : IJournal
             }
             catch (RpcException ex) when (!_stopping.IsCancellationRequested)
             {
+                // The journal refused the batch itself (an entry too large, a bad stream name):
+                // retrying cannot help, and nothing was appended.
+                if (ex.StatusCode is StatusCode.InvalidArgument or StatusCode.OutOfRange or StatusCode.Unimplemented)
+                {
+                    var refused = new JournalUnavailableException($"journal refused the append: {ex.Status.Detail}", ex);
+                    foreach (var item in batch) item.Done.TrySetException(refused);
+                    return;
+                }
                 if (DateTime.UtcNow + backoff >= retryUntil)
                 {
                     _reachable = false;

@@ -19,6 +19,11 @@ public sealed class JournalService(JournalStreams streams) : Protos.JournalServi
     public override async Task<AppendResponse> Append(AppendRequest request, ServerCallContext context)
     {
         var journal = Stream(request.Stream);
+        foreach (var entry in request.Entries)
+        {
+            if (entry.Length > streams.MaxEntryBytes)
+                throw new RpcException(new Status(StatusCode.InvalidArgument, $"an entry of {entry.Length} bytes exceeds the journal's --max-entry-bytes {streams.MaxEntryBytes}"));
+        }
         // Enqueued in request order (AppendAsync enqueues before it returns), then awaited together:
         // one commit covers the whole batch.
         var appends = new Task<long>[request.Entries.Count];

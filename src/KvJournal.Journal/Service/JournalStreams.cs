@@ -9,6 +9,9 @@ namespace KvJournal.Journal.Service;
 /// </summary>
 public sealed class JournalStreams(string dataDir, int maxEntryBytes) : IAsyncDisposable
 {
+    /// <summary>Largest entry a stream takes (--max-entry-bytes); FasterLog pages are sized for it.</summary>
+    public int MaxEntryBytes => maxEntryBytes;
+
     private readonly ConcurrentDictionary<string, Lazy<FasterLogJournal>> _streams = new(StringComparer.Ordinal);
 
     /// <summary>Stream names are what shard names may be: lower-case letters, digits and '-'.</summary>
