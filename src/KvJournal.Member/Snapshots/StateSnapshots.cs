@@ -40,7 +40,7 @@ internal sealed class StateSnapshots(Shard shard)
     /// <summary>Takes one snapshot now and stores it in the journal; returns the position it covers.</summary>
     public async Task<long> TakeAsync(CancellationToken cancellationToken)
     {
-        string file = Path.Combine(Path.GetTempPath(), $"kvjournal-state-{Guid.NewGuid():N}.snap");
+        string file = TempFile();
         try
         {
             long entries = shard.AppliedEntries;
@@ -67,10 +67,13 @@ internal sealed class StateSnapshots(Shard shard)
         }
     }
 
+    // A snapshot on its way to or from the journal waits in a temporary file of its own.
+    private static string TempFile() => Path.Combine(Path.GetTempPath(), $"kvjournal-state-{Guid.NewGuid():N}.snap");
+
     /// <summary>Copies a snapshot being received into a local temporary file (it is verified before it is read).</summary>
     public static async Task<string> DownloadAsync(Stream data, CancellationToken cancellationToken)
     {
-        string file = Path.Combine(Path.GetTempPath(), $"kvjournal-state-{Guid.NewGuid():N}.snap");
+        string file = TempFile();
         await using var output = new FileStream(file, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
         await data.CopyToAsync(output, cancellationToken).ConfigureAwait(false);
         return file;

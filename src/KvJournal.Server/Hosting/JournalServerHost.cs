@@ -2,7 +2,6 @@ using KvJournal.Journal.Service;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace KvJournal.Server.Hosting;
 
@@ -78,10 +77,7 @@ public static class JournalServerHost
         await using var streams = new JournalStreams(dataDir, options.MaxEntryBytes);
         streams.OpenExisting();
         var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.Logging.AddJsonConsole(o => o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ")
-            .AddFilter("Microsoft", LogLevel.Warning).AddFilter("Grpc", LogLevel.Warning)
-            .SetMinimumLevel(options.LogLevel switch { "debug" => LogLevel.Debug, "warn" => LogLevel.Warning, "error" => LogLevel.Error, _ => LogLevel.Information });
+        KvJournalServer.JsonLogs(builder.Logging, options.LogLevel);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;

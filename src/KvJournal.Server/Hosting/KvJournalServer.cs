@@ -59,12 +59,7 @@ public sealed class KvJournalServer : IAsyncDisposable
         var router = new ShardRouter(_shards[0].Shard);
 
         var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        // Structured (JSON) logs like etcd's; the web stack's per-request information stays out.
-        builder.Logging.AddJsonConsole(o => o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ")
-            .SetMinimumLevel(LogLevelOf(_options.LogLevel))
-            .AddFilter("Microsoft", level => level >= LogLevel.Warning && level >= LogLevelOf(_options.LogLevel))
-            .AddFilter("Grpc", level => level >= LogLevel.Warning && level >= LogLevelOf(_options.LogLevel));
+        JsonLogs(builder.Logging, _options.LogLevel);
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
@@ -147,6 +142,20 @@ public sealed class KvJournalServer : IAsyncDisposable
         // etcd reads a bare number as hours in periodic mode.
         var period = long.TryParse(retention, out long hours) ? TimeSpan.FromHours(hours) : ServerOptions.Duration("auto-compaction-retention", retention);
         return AutoCompactor.Periodic(shard, period);
+    }
+
+    /// <summary>
+    /// Structured (JSON) logs like etcd's at an etcd --log-level; the web stack's per-request
+    /// information stays out. Shared by the member and the journal server.
+    /// </summary>
+    internal static void JsonLogs(ILoggingBuilder logging, string etcdLevel)
+    {
+        var level = LogLevelOf(etcdLevel);
+        logging.ClearProviders();
+        logging.AddJsonConsole(o => o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ")
+            .SetMinimumLevel(level)
+            .AddFilter("Microsoft", l => l >= LogLevel.Warning && l >= level)
+            .AddFilter("Grpc", l => l >= LogLevel.Warning && l >= level);
     }
 
     private static LogLevel LogLevelOf(string etcdLevel) => etcdLevel switch
