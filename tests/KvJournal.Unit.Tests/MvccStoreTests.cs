@@ -102,4 +102,75 @@ public sealed class MvccStoreTests
         Assert.Equal("v", resp.Responses[2].ResponseRange.Kvs.Single().Value.ToStringUtf8()); // the range sees the put
         Assert.Equal(2, resp.Header.Revision);
     }
+
+    // Thousands of keys force the key index to split and merge its leaves; every scan shape must
+    // still agree with a sorted model, including after a compaction drops deleted keys.
+    [Fact]
+    public void KeyIndexAgreesWithASortedModelThroughSplitsAndMerges()
+    {
+        var store = new MvccStore();
+        var model = new SortedDictionary<string, string>(StringComparer.Ordinal);
+        var random = new Random(7);
+        string Key(int i) => $"k{i:D5}";
+        for (int round = 0; round < 40; round++)
+        {
+            Write(store, txn =>
+            {
+                for (int i = 0; i < 500; i++)
+                {
+                    string k = Key(random.Next(20_000));
+                    if (model.ContainsKey(k)) continue;
+                    txn.Put(B(k), B(k + round), 0);
+                    model[k] = k + round;
+                }
+            });
+            int from = random.Next(20_000), to = from + random.Next(8_000);
+            long deleted = 0;
+            Write(store, txn => deleted = txn.DeleteRange(KeyRange.FromRequest(B(Key(from)), B(Key(to)))));
+            var gone = model.Keys.Where(k => string.CompareOrdinal(k, Key(from)) >= 0 && string.CompareOrdinal(k, Key(to)) < 0).ToList();
+            Assert.Equal(gone.Count, deleted);
+            foreach (var k in gone) model.Remove(k);
+            if (round % 10 == 9) store.Compact(store.CurrentRevision);
+
+            int a = random.Next(20_000), b = a + random.Next(5_000);
+            var kvs = new List<KeyValue>();
+            Assert.Equal(StoreStatus.Ok, store.Begin(writable: false).Range(KeyRange.FromRequest(B(Key(a)), B(Key(b))), 0, 0, false, false, kvs, out long count));
+            var expected = model.Where(p => string.CompareOrdinal(p.Key, Key(a)) >= 0 && string.CompareOrdinal(p.Key, Key(b)) < 0).ToList();
+            Assert.Equal(expected.Count, count);
+            Assert.Equal(expected.Select(p => p.Key + "=" + p.Value), kvs.Select(kv => kv.Key.ToStringUtf8() + "=" + kv.Value.ToStringUtf8()));
+
+            var all = new List<KeyValue>();
+            Assert.Equal(StoreStatus.Ok, store.Begin(writable: false).Range(KeyRange.FromRequest(B("\0"), B("\0")), 0, 0, false, false, all, out _));
+            Assert.Equal(model.Keys, all.Select(kv => kv.Key.ToStringUtf8()));
+            string probe = Key(random.Next(20_000));
+            Assert.Equal(model.TryGetValue(probe, out var v) ? v : null, Get(store, probe, 0)?.Value.ToStringUtf8());
+        }
+        Assert.True(store.KeyCount >= model.Count);
+    }
+
+    // A scan that lets writers in every few keys resumes after the last key it read and still
+    // answers at its own revision, whatever the writers did meanwhile.
+    [Fact]
+    public void YieldingScanResumesAtItsRevisionAcrossWrites()
+    {
+        var store = new MvccStore();
+        Write(store, txn => { for (int i = 0; i < 1000; i++) txn.Put(B($"y{i:D4}"), B("v1"), 0); });
+        long rev = store.CurrentRevision;
+        var writer = new Thread(() =>
+        {
+            for (int i = 0; i < 1000; i += 3)
+            {
+                store.Lock.EnterWriteLock();
+                try { Write(store, txn => { txn.Put(B($"y{i:D4}"), B("v2"), 0); txn.Put(B($"y{i:D4}x"), B("new"), 0); }); }
+                finally { store.Lock.ExitWriteLock(); }
+            }
+        });
+        var kvs = new List<KeyValue>();
+        store.Lock.EnterReadLock();
+        writer.Start();
+        try { Assert.Equal(StoreStatus.Ok, store.BeginYieldingRead(keys: 7).Range(KeyRange.FromRequest(B("y"), B("z")), rev, 0, false, false, kvs, out long count)); Assert.Equal(1000, count); }
+        finally { store.Lock.ExitReadLock(); }
+        writer.Join();
+        Assert.Equal(Enumerable.Range(0, 1000).Select(i => $"y{i:D4}=v1"), kvs.Select(kv => kv.Key.ToStringUtf8() + "=" + kv.Value.ToStringUtf8()));
+    }
 }

@@ -109,7 +109,7 @@ public sealed class MvccStore
     }
 
     /// <summary>Every key's history in key order (a state snapshot's keys); read under the lock.</summary>
-    internal IEnumerable<KeyHistory> Histories => _index.All();
+    internal TreeIndex.Scan Histories => _index.All();
 
     /// <summary>Loads one key's retained versions into an empty store being restored from a snapshot.</summary>
     internal void RestoreKey(ByteString key, IEnumerable<KeyVersion> versions)
