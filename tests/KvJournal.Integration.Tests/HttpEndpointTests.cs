@@ -55,5 +55,7 @@ public sealed class HttpEndpointTests
         Assert.Contains(lines, l => l.StartsWith("etcd_mvcc_db_total_size_in_bytes ", StringComparison.Ordinal));
         Assert.Contains("grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Put\",grpc_service=\"etcdserverpb.KV\",grpc_type=\"unary\"} 5", lines);
         Assert.Contains("kvjournal_journal_append_duration_seconds_count 7", lines); // bootstrap, member announcement, 5 puts
+        Assert.Contains(lines, l => l.StartsWith("dotnet_gc_pause_seconds_total ", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.StartsWith("dotnet_gc_collections_total{generation=\"2\"} ", StringComparison.Ordinal));
     }
 }

@@ -109,6 +109,12 @@ public static class HttpEndpoints
         Gauge("kvjournal_shard_size_bytes", "The shard's size as its quota counts it (dbSize).", dbSize, $"{{shard=\"{shard.Name}\"}}");
         Gauge("kvjournal_shard_quota_bytes", "The shard's quota in bytes.", shard.QuotaBytes, $"{{shard=\"{shard.Name}\"}}");
         Gauge("kvjournal_journal_applied_position", "Journal position of the last applied entry.", shard.AppliedPosition, $"{{shard=\"{shard.Name}\"}}");
+        // The runtime's own costs, as etcd exports Go's (go_gc_duration_seconds, go_memstats_*).
+        text.Append(CultureInfo.InvariantCulture, $"# HELP dotnet_gc_pause_seconds_total Total time the runtime paused threads for garbage collection.\n# TYPE dotnet_gc_pause_seconds_total counter\ndotnet_gc_pause_seconds_total {GC.GetTotalPauseDuration().TotalSeconds}\n");
+        text.Append("# HELP dotnet_gc_collections_total Garbage collections of each generation.\n# TYPE dotnet_gc_collections_total counter\n");
+        for (int gen = 0; gen <= GC.MaxGeneration; gen++)
+            text.Append(CultureInfo.InvariantCulture, $"dotnet_gc_collections_total{{generation=\"{gen}\"}} {GC.CollectionCount(gen)}\n");
+        Gauge("dotnet_gc_heap_size_bytes", "Bytes of managed heap in use after the last collection.", GC.GetGCMemoryInfo().HeapSizeBytes);
         shard.AppendLatency.WriteTo(text, "kvjournal_journal_append_duration_seconds", "Time from handing an entry to the journal to its being durable.");
         grpc.WriteTo(text);
         return text.ToString();
