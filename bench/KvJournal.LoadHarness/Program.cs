@@ -1,7 +1,9 @@
 using KvJournal.LoadHarness;
 
-// Usage: dotnet run -c Release --project bench/KvJournal.LoadHarness -- watch|lease|defrag|shards|journal [--name N ...] (see bench/README.md)
+// Usage: dotnet run -c Release --project bench/KvJournal.LoadHarness -- watch|lease|defrag|shards|journal|list [--name N ...] (see bench/README.md)
 var command = args.Length > 0 ? args[0] : "";
+// The list benchmark's writer, started by the harness itself as a separate process.
+if (command == "list-writer") return await ListWhileWritingBenchmark.RunWriterAsync(args[1]);
 var options = HarnessArgs.Parse(args.Skip(1).ToArray());
 switch (command)
 {
@@ -20,11 +22,15 @@ switch (command)
     case "journal":
         await JournalBenchmark.RunAsync(options);
         return 0;
+    case "list":
+        await ListWhileWritingBenchmark.RunAsync(options);
+        return 0;
     default:
         Console.Error.WriteLine("usage: KvJournal.LoadHarness watch [--watchers 50000] [--fanout 1000] [--events 2000]");
         Console.Error.WriteLine("       KvJournal.LoadHarness lease [--clients 1000] [--seconds 5]");
         Console.Error.WriteLine("       KvJournal.LoadHarness defrag [--keys 50000] [--seconds 4]");
         Console.Error.WriteLine("       KvJournal.LoadHarness shards [--quota-mib 16] [--seconds 5]");
         Console.Error.WriteLine("       KvJournal.LoadHarness journal [--clients 64] [--seconds 3]");
+        Console.Error.WriteLine("       KvJournal.LoadHarness list [--objects 100000] [--lists 3]");
         return 2;
 }
