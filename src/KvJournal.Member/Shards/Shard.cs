@@ -8,6 +8,7 @@ using KvJournal.Member.Snapshots;
 using KvJournal.Member.Tail;
 using KvJournal.Protos.Journal;
 using KvJournal.Storage.Apply;
+using KvJournal.Storage.Auth;
 using KvJournal.Storage.Lease;
 using KvJournal.Storage.Mvcc;
 using KvJournal.Storage.Snapshot;
@@ -30,6 +31,9 @@ public sealed record ShardOptions(ulong MemberId, int MaxRequestBytes, TimeSpan 
 
     /// <summary>Entries applied between state snapshots (etcd's --snapshot-count); 0 = never.</summary>
     public long SnapshotCount { get; init; } = 100_000;
+
+    /// <summary>How long a simple auth token lives without use (etcd's --auth-token-ttl).</summary>
+    public TimeSpan AuthTokenTtl { get; init; } = TimeSpan.FromMinutes(5);
 }
 
 /// <summary>
@@ -58,13 +62,20 @@ public sealed class Shard
         Leases = new Lessor();
         Store.LeaseTracker = Leases;
         Txns = new TxnExecutor(Leases);
-        _applier = new KvApplier(Store, Txns, new LeaseExecutor(Store, Leases));
+        _applier = new KvApplier(Store, Txns, new LeaseExecutor(Store, Leases))
+        {
+            Auth = new AuthStore(new SimpleTokens(options.AuthTokenTtl)),
+            LeaseTable = Leases,
+        };
         Watches = new WatchHub(Store, options.ProgressNotifyInterval);
         Renewals = new LeaseRenewals(this);
         _tailer = new ShardTailer(journal, Store, _applier, Watches, _pending, _applied, options.MemberId);
     }
 
     public MvccStore Store { get; }
+
+    /// <summary>Users, roles and tokens of this keyspace; read it under the store's lock (<see cref="Read{T}"/>).</summary>
+    public AuthStore Auth => _applier.Auth;
 
     /// <summary>The shard's lease table; read it under the store's lock (<see cref="Read{T}"/>).</summary>
     public Lessor Leases { get; }
@@ -238,6 +249,10 @@ public sealed class Shard
         long index = await _journal.ReadIndexAsync(cancellationToken).ConfigureAwait(false);
         await _applied.WaitForAsync(index, cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>Completes once this member applied an entry past <paramref name="position"/> (a recipe re-checks then).</summary>
+    public Task WaitAppliedBeyondAsync(long position, CancellationToken cancellationToken) =>
+        _applied.WaitForAsync(position + 1, cancellationToken);
 
     /// <summary>
     /// The member reported as leader: there is none (the journal orders writes and every member

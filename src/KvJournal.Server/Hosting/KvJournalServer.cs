@@ -10,7 +10,8 @@ using KvJournal.Server.Api.Http;
 using KvJournal.Server.Api.Kv;
 using KvJournal.Server.Api.Lease;
 using KvJournal.Server.Api.Maintenance;
-using KvJournal.Server.Api.Unimplemented;
+using KvJournal.Server.Api.Auth;
+using KvJournal.Server.Api.Concurrency;
 using KvJournal.Server.Api.Watch;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -101,6 +102,8 @@ public sealed class KvJournalServer : IAsyncDisposable
         _app.MapGrpcService<ClusterService>();
         _app.MapGrpcService<MaintenanceService>();
         _app.MapGrpcService<AuthService>();
+        _app.MapGrpcService<LockService>();
+        _app.MapGrpcService<ElectionService>();
         HttpEndpoints.Map(_app);
         await _app.StartAsync(cancellationToken).ConfigureAwait(false);
         // Kestrel has bound the port-0 relay listeners now (ListenOptions carry the real port).
@@ -126,6 +129,7 @@ public sealed class KvJournalServer : IAsyncDisposable
             MemberName = _options.Name,
             QuotaBytes = _options.QuotaOf(name),
             SnapshotCount = _options.SnapshotCount,
+            AuthTokenTtl = _options.AuthTokenTtl,
             ClientUrls = [.. advertise.Select(u => u.GetLeftPart(UriPartial.Authority))],
         }, cancellationToken).ConfigureAwait(false);
         var hosted = new HostedShard(journal, shard, listen);

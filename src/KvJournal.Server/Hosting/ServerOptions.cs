@@ -46,6 +46,12 @@ public sealed record ServerOptions
     /// <summary>The journal server this member shares with others; empty = the embedded journal under --data-dir.</summary>
     public IReadOnlyList<Uri> JournalEndpoints { get; init; } = [];
 
+    /// <summary>etcd's --bcrypt-cost, validated and kept for config compatibility: passwords are hashed with PBKDF2.</summary>
+    public int BcryptCost { get; init; } = 10;
+
+    /// <summary>How long an auth token lives without use (etcd's --auth-token-ttl, seconds; default 300).</summary>
+    public TimeSpan AuthTokenTtl { get; init; } = TimeSpan.FromSeconds(300);
+
     /// <summary>How often watchers that asked for progress notifications get one (etcd default 10 min).</summary>
     public TimeSpan WatchProgressNotifyInterval { get; init; } = TimeSpan.FromMinutes(10);
 
@@ -86,6 +92,9 @@ public sealed record ServerOptions
                                           new and restarting members start from (default 100000; 0 = none)
           --shard NAME=URLS               serve a further keyspace NAME on URLS (repeatable)
           --shard-quota-backend-bytes NAME=N   that shard's quota (repeatable; default: --quota-backend-bytes)
+          --auth-token TYPE               auth token type; only "simple" (the default) is served
+          --auth-token-ttl N              seconds an unused simple token stays valid (default 300)
+          --bcrypt-cost N                 accepted for etcd compatibility; passwords are hashed with PBKDF2
           --log-level LEVEL               debug, info, warn, error, panic or fatal (default info)
           --config-file FILE              YAML file with the settings above, keys named like the flags
           --help                          show this help
@@ -130,6 +139,7 @@ public sealed record ServerOptions
         "max-txn-ops", "quota-backend-bytes", "watch-progress-notify-interval", "experimental-watch-progress-notify-interval",
         "cert-file", "key-file", "trusted-ca-file", "client-cert-auth", "auto-compaction-mode", "auto-compaction-retention",
         "log-level", "shard", "shard-quota-backend-bytes", "journal-endpoints", "snapshot-count",
+        "auth-token", "auth-token-ttl", "bcrypt-cost",
     ];
 
     private static readonly HashSet<string> BooleanFlags = ["client-cert-auth"];
@@ -186,6 +196,12 @@ public sealed record ServerOptions
         },
         "auto-compaction-retention" => this with { AutoCompactionRetention = value },
         "snapshot-count" => this with { SnapshotCount = Number(name, value, 0, long.MaxValue) },
+        // etcd's "simple,..." options (none of which change simple tokens) are accepted; JWT is not served.
+        "auth-token" => value == "simple" || value.StartsWith("simple,", StringComparison.Ordinal)
+            ? this
+            : throw new ArgumentException($"invalid value \"{value}\" for flag --{name}: KvJournal serves simple tokens only"),
+        "auth-token-ttl" => this with { AuthTokenTtl = TimeSpan.FromSeconds(Number(name, value, 1, int.MaxValue)) },
+        "bcrypt-cost" => this with { BcryptCost = (int)Number(name, value, 4, 31) },
         "journal-endpoints" => this with { JournalEndpoints = JournalEndpoint(name, value) },
         // Repeatable: each occurrence adds a shard or a shard's quota.
         "shard" => this with { Shards = [.. Shards, ShardSpec.Parse(value)] },

@@ -31,4 +31,25 @@ public enum EtcdError : byte
     RepeatedEntry,
     /// <summary>The member stopped applying (fail-stop after an apply failure) or is shutting down.</summary>
     Stopped,
+    // Auth (etcd: server/auth/store.go), refused at the API or when the entry is applied.
+    PermissionDenied,
+    UserEmpty,
+    InvalidAuthToken,
+    AuthNotEnabled,
+    AuthFailed,
+    UserAlreadyExists,
+    UserNotFound,
+    RoleAlreadyExists,
+    RoleNotFound,
+    RoleEmpty,
+    RootUserNotExist,
+    RootRoleNotExist,
+    PermissionNotGiven,
+    RoleNotGranted,
+    PermissionNotGranted,
+    InvalidAuthMgmt,
+    /// <summary>A password given for a user added with no_password (certificate-only).</summary>
+    NoPasswordUser,
+    /// <summary>The auth store changed between checking a password and applying the login; the API checks again.</summary>
+    AuthOldRevision,
 }

@@ -1,6 +1,7 @@
 using Etcdserverpb;
 using Google.Protobuf;
 using KvJournal.Protos.Journal;
+using KvJournal.Storage.Auth;
 using KvJournal.Storage.Lease;
 using KvJournal.Storage.Mvcc;
 
@@ -60,10 +61,21 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
     /// <summary>Requests applied lately, to skip an entry the journal holds twice after a retried append.</summary>
     public AppliedRequests AppliedRequests { get; } = new();
 
+    /// <summary>Users, roles and permissions; entries are checked against it as they are applied.</summary>
+    public AuthStore Auth { get; init; } = new(new SimpleTokens(TimeSpan.FromMinutes(5)));
+
+    /// <summary>The lease table, for the permission on a lease's keys (none: lease keys are not checked).</summary>
+    public Lessor? LeaseTable { get; init; }
+
+    /// <summary>This member's wall clock in Unix ms: only for token lifetimes, which are member-local.</summary>
+    public Func<long> Clock { get; init; } = static () => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
     public ApplyResult Apply(JournalEntry entry)
     {
         // Request id 0: an entry not from a proposer (tools, tests), never retried.
         if (entry.RequestId != 0 && !AppliedRequests.TryAdd(entry.MemberId, entry.RequestId)) return ApplyResult.Fail(EtcdError.RepeatedEntry);
+        // Checked here, against the auth state as of this entry, so every member decides alike.
+        if (Auth.Enabled && CheckPermission(entry) is var denied && denied != EtcdError.None) return ApplyResult.Fail(denied);
         switch (entry.BodyCase)
         {
             case JournalEntry.BodyOneofCase.Bootstrap:
@@ -96,10 +108,63 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
                 return leases.Renew(entry.LeaseRenew);
             case JournalEntry.BodyOneofCase.LeaseExpire:
                 return leases.Expire(entry.LeaseExpire);
+            case JournalEntry.BodyOneofCase.Authenticate:
+                return Auth.Authenticate(entry.Authenticate, Clock());
+            case JournalEntry.BodyOneofCase.AuthEnable:
+                return AuthChange(Auth.Enable(), new AuthEnableResponse());
+            case JournalEntry.BodyOneofCase.AuthDisable:
+                Auth.Disable();
+                return AuthChange(EtcdError.None, new AuthDisableResponse());
+            case JournalEntry.BodyOneofCase.UserAdd:
+                return AuthChange(Auth.UserAdd(entry.UserAdd), new AuthUserAddResponse());
+            case JournalEntry.BodyOneofCase.UserDelete:
+                return AuthChange(Auth.UserDelete(entry.UserDelete), new AuthUserDeleteResponse());
+            case JournalEntry.BodyOneofCase.UserChangePassword:
+                return AuthChange(Auth.UserChangePassword(entry.UserChangePassword), new AuthUserChangePasswordResponse());
+            case JournalEntry.BodyOneofCase.UserGrantRole:
+                return AuthChange(Auth.UserGrantRole(entry.UserGrantRole), new AuthUserGrantRoleResponse());
+            case JournalEntry.BodyOneofCase.UserRevokeRole:
+                return AuthChange(Auth.UserRevokeRole(entry.UserRevokeRole), new AuthUserRevokeRoleResponse());
+            case JournalEntry.BodyOneofCase.RoleAdd:
+                return AuthChange(Auth.RoleAdd(entry.RoleAdd), new AuthRoleAddResponse());
+            case JournalEntry.BodyOneofCase.RoleDelete:
+                return AuthChange(Auth.RoleDelete(entry.RoleDelete), new AuthRoleDeleteResponse());
+            case JournalEntry.BodyOneofCase.RoleGrantPermission:
+                return AuthChange(Auth.RoleGrantPermission(entry.RoleGrantPermission), new AuthRoleGrantPermissionResponse());
+            case JournalEntry.BodyOneofCase.RoleRevokePermission:
+                return AuthChange(Auth.RoleRevokePermission(entry.RoleRevokePermission), new AuthRoleRevokePermissionResponse());
             default:
                 // An entry this version does not know: fail-stop rather than skip it and diverge.
                 throw new InvalidDataException($"journal entry with unknown body {entry.BodyCase}");
         }
+    }
+
+    // etcd's authApplierV3: the permission each entry needs from the user it was made as.
+    private EtcdError CheckPermission(JournalEntry entry)
+    {
+        string user = entry.AuthUser;
+        return entry.BodyCase switch
+        {
+            JournalEntry.BodyOneofCase.Put => AuthChecks.Put(Auth, LeaseTable, user, entry.Put),
+            JournalEntry.BodyOneofCase.DeleteRange => AuthChecks.DeleteRange(Auth, user, entry.DeleteRange),
+            JournalEntry.BodyOneofCase.Txn => AuthChecks.Txn(Auth, LeaseTable, user, entry.Txn),
+            JournalEntry.BodyOneofCase.LeaseRevoke => AuthChecks.LeaseKeys(Auth, LeaseTable, user, entry.LeaseRevoke.Id, write: true),
+            JournalEntry.BodyOneofCase.AuthEnable or JournalEntry.BodyOneofCase.AuthDisable
+                or JournalEntry.BodyOneofCase.UserAdd or JournalEntry.BodyOneofCase.UserDelete
+                or JournalEntry.BodyOneofCase.UserChangePassword or JournalEntry.BodyOneofCase.UserGrantRole
+                or JournalEntry.BodyOneofCase.UserRevokeRole or JournalEntry.BodyOneofCase.RoleAdd
+                or JournalEntry.BodyOneofCase.RoleDelete or JournalEntry.BodyOneofCase.RoleGrantPermission
+                or JournalEntry.BodyOneofCase.RoleRevokePermission => Auth.CheckAdmin(user),
+            _ => EtcdError.None,
+        };
+    }
+
+    private ApplyResult AuthChange(EtcdError error, IMessage response)
+    {
+        if (error != EtcdError.None) return ApplyResult.Fail(error);
+        var header = new ResponseHeader { Revision = store.CurrentRevision };
+        response.Descriptor.FindFieldByName("header").Accessor.SetValue(response, header);
+        return ApplyResult.Ok(response);
     }
 
     private ApplyResult Write<TRequest>(TRequest request, Func<TxnExecutor, MvccStore.MvccTxn, TRequest, ApplyResult> op)

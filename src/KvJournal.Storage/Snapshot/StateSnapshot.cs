@@ -64,6 +64,7 @@ public static class StateSnapshot
                 }
             }
             if (applied.Members.Count > 0) Record(new StateRecord { Applied = applied });
+            Record(new StateRecord { Auth = applier.Auth.ToSnapshot() });
             records.WriteLength(0); // the end
             records.Flush();
         }
@@ -118,6 +119,9 @@ public static class StateSnapshot
                     break;
                 case StateRecord.BodyOneofCase.Alarm:
                     applier.RestoreAlarm(r.Alarm);
+                    break;
+                case StateRecord.BodyOneofCase.Auth:
+                    applier.Auth.Restore(r.Auth);
                     break;
                 case StateRecord.BodyOneofCase.Applied:
                     for (int i = 0; i < r.Applied.Members.Count; i++) applier.AppliedRequests.TryAdd(r.Applied.Members[i], r.Applied.Requests[i]);

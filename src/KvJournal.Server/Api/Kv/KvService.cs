@@ -2,10 +2,12 @@ using Etcdserverpb;
 using Grpc.Core;
 using KvJournal.Member.Shards;
 using KvJournal.Protos.Journal;
+using KvJournal.Server.Api.Auth;
 using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Api.Validation;
 using KvJournal.Server.Hosting;
 using KvJournal.Storage.Apply;
+using KvJournal.Storage.Auth;
 
 namespace KvJournal.Server.Api.Kv;
 
@@ -18,6 +20,7 @@ public sealed class KvService(Shard shard, ServerOptions options) : KV.KVBase
     public override async Task<RangeResponse> Range(RangeRequest request, ServerCallContext context)
     {
         Check(RequestValidator.Range(request));
+        Caller.Of(context, shard, options).CheckRead(request.Key, request.RangeEnd);
         if (!request.Serializable) await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
         var (error, response) = shard.ReadLongRange(txn => (RangeExecutor.Execute(txn, request, out var r), r));
         Check(error);
@@ -54,6 +57,8 @@ public sealed class KvService(Shard shard, ServerOptions options) : KV.KVBase
         else
         {
             // A read-only txn needs no journal entry (etcd serves it locally too).
+            var caller = Caller.Of(context, shard, options);
+            caller.Check(auth => AuthChecks.Txn(auth, shard.Leases, caller.User, request));
             if (!TxnExecutor.IsSerializable(request)) await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
             var (error, read) = shard.Read(txn => (shard.Txns.Txn(txn, request, out var r), r));
             Check(error);
@@ -65,6 +70,7 @@ public sealed class KvService(Shard shard, ServerOptions options) : KV.KVBase
 
     public override async Task<CompactionResponse> Compact(CompactionRequest request, ServerCallContext context)
     {
+        Caller.Of(context, shard, options).CheckAdmin(); // etcd: compaction is an admin's
         // Compaction is applied synchronously, so physical=true needs no extra wait.
         var response = await Propose<CompactionResponse>(new JournalEntry { Compaction = request }, context).ConfigureAwait(false);
         ResponseHeaders.Fill(response.Header, shard);
@@ -73,7 +79,7 @@ public sealed class KvService(Shard shard, ServerOptions options) : KV.KVBase
 
     private async Task<TResponse> Propose<TResponse>(JournalEntry entry, ServerCallContext context)
     {
-        var result = await shard.ProposeAsync(entry, context.CancellationToken).ConfigureAwait(false);
+        var result = await shard.ProposeAsync(Caller.Of(context, shard, options).Stamp(entry), context.CancellationToken).ConfigureAwait(false);
         Check(result.Error);
         return (TResponse)result.Response!;
     }

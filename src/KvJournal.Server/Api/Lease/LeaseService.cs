@@ -4,8 +4,11 @@ using Grpc.Core;
 using KvJournal.Member.Leases;
 using KvJournal.Member.Shards;
 using KvJournal.Protos.Journal;
+using KvJournal.Server.Api.Auth;
 using KvJournal.Server.Api.Errors;
+using KvJournal.Server.Hosting;
 using KvJournal.Storage.Apply;
+using KvJournal.Storage.Auth;
 using KvJournal.Storage.Lease;
 using KvJournal.Storage.Mvcc;
 
@@ -16,30 +19,38 @@ namespace KvJournal.Server.Api.Lease;
 /// member's clock, so all members agree on deadlines; time-to-live and the lease list are read
 /// from the applied lease table.
 /// </summary>
-public sealed class LeaseService(Shard shard) : Etcdserverpb.Lease.LeaseBase
+public sealed class LeaseService(Shard shard, ServerOptions options) : Etcdserverpb.Lease.LeaseBase
 {
     public override async Task<LeaseGrantResponse> LeaseGrant(LeaseGrantRequest request, ServerCallContext context)
     {
         if (request.TTL > Lessor.MaxTtlSeconds) EtcdErrors.Throw(EtcdError.LeaseTtlTooLarge);
+        Caller.Of(context, shard, options).RequireUser();
         var quota = await shard.CheckQuotaAsync(request, context.CancellationToken).ConfigureAwait(false);
         if (quota != EtcdError.None) EtcdErrors.Throw(quota);
-        // A server-chosen id that happens to exist is drawn again; a client-chosen one is refused.
+        var response = await GrantAsync(shard, request.ID, request.TTL, context.CancellationToken).ConfigureAwait(false);
+        ResponseHeaders.Fill(response.Header, shard);
+        return response;
+    }
+
+    /// <summary>Grants a lease through the journal; id 0 = a server-chosen id (one that happens to exist is drawn again).</summary>
+    public static async Task<LeaseGrantResponse> GrantAsync(Shard shard, long id, long ttlSeconds, CancellationToken cancellationToken)
+    {
         for (int attempt = 0; ; attempt++)
         {
-            long id = request.ID != 0 ? request.ID : RandomLeaseId();
-            var entry = new JournalEntry { LeaseGrant = new Protos.Journal.LeaseGrant { Id = id, TtlSeconds = request.TTL, AtUnixMs = LeaseClock.NowUnixMs() } };
-            var result = await shard.ProposeAsync(entry, context.CancellationToken).ConfigureAwait(false);
-            if (result.Error == EtcdError.LeaseExists && request.ID == 0 && attempt < 3) continue;
+            long leaseId = id != 0 ? id : RandomLeaseId();
+            var entry = new JournalEntry { LeaseGrant = new Protos.Journal.LeaseGrant { Id = leaseId, TtlSeconds = ttlSeconds, AtUnixMs = LeaseClock.NowUnixMs() } };
+            var result = await shard.ProposeAsync(entry, cancellationToken).ConfigureAwait(false);
+            if (result.Error == EtcdError.LeaseExists && id == 0 && attempt < 3) continue;
             if (result.Error != EtcdError.None) EtcdErrors.Throw(result.Error);
-            var response = (LeaseGrantResponse)result.Response!;
-            ResponseHeaders.Fill(response.Header, shard);
-            return response;
+            return (LeaseGrantResponse)result.Response!;
         }
     }
 
     public override async Task<LeaseRevokeResponse> LeaseRevoke(LeaseRevokeRequest request, ServerCallContext context)
     {
-        var result = await shard.ProposeAsync(new JournalEntry { LeaseRevoke = new Protos.Journal.LeaseRevoke { Id = request.ID } }, context.CancellationToken).ConfigureAwait(false);
+        var caller = Caller.Of(context, shard, options);
+        caller.RequireUser();
+        var result = await shard.ProposeAsync(caller.Stamp(new JournalEntry { LeaseRevoke = new Protos.Journal.LeaseRevoke { Id = request.ID } }), context.CancellationToken).ConfigureAwait(false);
         if (result.Error != EtcdError.None) EtcdErrors.Throw(result.Error);
         var response = (LeaseRevokeResponse)result.Response!;
         ResponseHeaders.Fill(response.Header, shard);
@@ -52,8 +63,12 @@ public sealed class LeaseService(Shard shard) : Etcdserverpb.Lease.LeaseBase
     /// </summary>
     public override async Task LeaseKeepAlive(IAsyncStreamReader<LeaseKeepAliveRequest> requestStream, IServerStreamWriter<LeaseKeepAliveResponse> responseStream, ServerCallContext context)
     {
+        var caller = Caller.Of(context, shard, options);
         await foreach (var request in requestStream.ReadAllAsync(context.CancellationToken).ConfigureAwait(false))
         {
+            // etcd's checkLeaseRenew: a user, and write permission on the lease's keys.
+            caller.RequireUser();
+            caller.Check(auth => AuthChecks.LeaseKeys(auth, shard.Leases, caller.User, request.ID, write: true));
             long ttl;
             try
             {
@@ -72,6 +87,9 @@ public sealed class LeaseService(Shard shard) : Etcdserverpb.Lease.LeaseBase
 
     public override async Task<LeaseTimeToLiveResponse> LeaseTimeToLive(LeaseTimeToLiveRequest request, ServerCallContext context)
     {
+        var caller = Caller.Of(context, shard, options);
+        caller.RequireUser();
+        caller.Check(auth => AuthChecks.LeaseKeys(auth, shard.Leases, caller.User, request.ID, write: false));
         await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
         long now = LeaseClock.NowUnixMs();
         var response = shard.Read(txn =>
@@ -100,6 +118,15 @@ public sealed class LeaseService(Shard shard) : Etcdserverpb.Lease.LeaseBase
 
     public override async Task<LeaseLeasesResponse> LeaseLeases(LeaseLeasesRequest request, ServerCallContext context)
     {
+        // etcd's checkLeaseLeases: an admin, or read permission on every key of every lease.
+        var caller = Caller.Of(context, shard, options);
+        caller.RequireUser();
+        caller.Check(auth =>
+        {
+            foreach (var lease in shard.Leases.All)
+                if (AuthChecks.LeaseKeys(auth, shard.Leases, caller.User, lease.Id, write: false) is var e && e != EtcdError.None) return e;
+            return EtcdError.None;
+        });
         await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
         var response = shard.Read(txn =>
         {

@@ -2,6 +2,7 @@ using Etcdserverpb;
 using Grpc.Core;
 using KvJournal.Member.Shards;
 using KvJournal.Member.Snapshots;
+using KvJournal.Server.Api.Auth;
 using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Hosting;
 using KvJournal.Storage.Apply;
@@ -17,6 +18,7 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
 {
     public override Task<StatusResponse> Status(StatusRequest request, ServerCallContext context)
     {
+        Caller.Of(context, shard, options).CheckAdmin(); // etcd 3.5 asks an admin (3.6 any user)
         var (revision, size) = shard.Read(txn => (txn.ReadRevision, shard.DbSize));
         // There is no raft: the indexes are journal positions, which only grow.
         ulong committed = (ulong)Math.Max(0, shard.CommittedPosition);
@@ -42,6 +44,7 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
 
     public override async Task<HashKVResponse> HashKV(HashKVRequest request, ServerCallContext context)
     {
+        Caller.Of(context, shard, options).CheckAdmin();
         await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
         var (error, response) = shard.Read<(EtcdError, HashKVResponse?)>(txn =>
         {
@@ -64,6 +67,7 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
 
     public override async Task<HashResponse> Hash(HashRequest request, ServerCallContext context)
     {
+        Caller.Of(context, shard, options).CheckAdmin();
         await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
         var response = shard.Read(txn => new HashResponse
         {
@@ -82,6 +86,7 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
     /// </summary>
     public override async Task Snapshot(SnapshotRequest request, IServerStreamWriter<SnapshotResponse> responseStream, ServerCallContext context)
     {
+        Caller.Of(context, shard, options).CheckAdmin();
         string path = Path.Combine(Path.GetFullPath(options.EffectiveDataDir), $"snapshot-{Guid.NewGuid():N}.tmp");
         try
         {
@@ -117,6 +122,10 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
     /// </summary>
     public override async Task<AlarmResponse> Alarm(AlarmRequest request, ServerCallContext context)
     {
+        // etcd: listing alarms needs a user, raising or clearing them an admin.
+        var caller = Caller.Of(context, shard, options);
+        if (request.Action == AlarmRequest.Types.AlarmAction.Get) caller.RequireUser();
+        else caller.CheckAdmin();
         AlarmResponse response;
         if (request.Action == AlarmRequest.Types.AlarmAction.Get)
         {
@@ -136,6 +145,7 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
     /// <summary>The keyspace lives in memory and compaction frees what it drops, so there is nothing to rewrite.</summary>
     public override Task<DefragmentResponse> Defragment(DefragmentRequest request, ServerCallContext context)
     {
+        Caller.Of(context, shard, options).CheckAdmin();
         var response = new DefragmentResponse { Header = new ResponseHeader { Revision = CurrentRevision() } };
         ResponseHeaders.Fill(response.Header, shard);
         return Task.FromResult(response);
@@ -144,6 +154,7 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
     /// <summary>Every member serves writes, so each reports itself as leader; moving leadership to itself is a no-op.</summary>
     public override Task<MoveLeaderResponse> MoveLeader(MoveLeaderRequest request, ServerCallContext context)
     {
+        Caller.Of(context, shard, options).CheckAdmin();
         if (request.TargetID != shard.MemberId)
             throw new RpcException(new Status(StatusCode.FailedPrecondition, "etcdserver: bad leader transferee"));
         var response = new MoveLeaderResponse { Header = new ResponseHeader { Revision = CurrentRevision() } };
@@ -152,10 +163,13 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
     }
 
     /// <summary>No downgrade can be in progress: etcd's answers for that state.</summary>
-    public override Task<DowngradeResponse> Downgrade(DowngradeRequest request, ServerCallContext context) =>
+    public override Task<DowngradeResponse> Downgrade(DowngradeRequest request, ServerCallContext context)
+    {
+        Caller.Of(context, shard, options).CheckAdmin();
         throw new RpcException(request.Action == DowngradeRequest.Types.DowngradeAction.Cancel
             ? new Status(StatusCode.FailedPrecondition, "etcdserver: no inflight downgrade job")
             : new Status(StatusCode.InvalidArgument, "etcdserver: invalid downgrade target version"));
+    }
 
     private long CurrentRevision() => shard.Read(txn => txn.ReadRevision);
 

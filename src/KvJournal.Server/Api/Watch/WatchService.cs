@@ -2,6 +2,7 @@ using Etcdserverpb;
 using Grpc.Core;
 using KvJournal.Member.Shards;
 using KvJournal.Protos.Wire;
+using KvJournal.Server.Api.Auth;
 using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Api.Validation;
 using KvJournal.Server.Hosting;
@@ -29,7 +30,7 @@ public sealed class WatchService(Shard shard, ServerOptions options) : WatchServ
         using var stream = shard.Watches.OpenStream();
         using var done = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
         var sending = SendAsync(stream, responseStream, done.Token);
-        var receiving = ReceiveAsync(stream, requestStream, done.Token);
+        var receiving = ReceiveAsync(stream, requestStream, context, done.Token);
         var leaderLost = requireLeader ? WatchLeaderAsync(done.Token) : Task.Delay(Timeout.Infinite, done.Token);
         var first = await Task.WhenAny(sending, receiving, leaderLost).ConfigureAwait(false);
         await done.CancelAsync().ConfigureAwait(false);
@@ -63,7 +64,23 @@ public sealed class WatchService(Shard shard, ServerOptions options) : WatchServ
         while (shard.JournalReachable) await Task.Delay(LeaderCheckInterval, cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task ReceiveAsync(WatchStream stream, IAsyncStreamReader<WatchRequest> requests, CancellationToken cancellationToken)
+    // etcd's isWatchPermitted: the caller (resolved per create, as the token may have expired) must
+    // be able to read the range; a refusal is a canceled create whose reason is the gRPC error text.
+    private string? Denied(ServerCallContext context, WatchCreateRequest create)
+    {
+        if (!shard.Auth.Enabled) return null;
+        try
+        {
+            Caller.Of(context, shard, options).CheckRead(create.Key, create.RangeEnd);
+            return null;
+        }
+        catch (RpcException ex)
+        {
+            return $"rpc error: code = {ex.StatusCode} desc = {ex.Status.Detail}";
+        }
+    }
+
+    private async Task ReceiveAsync(WatchStream stream, IAsyncStreamReader<WatchRequest> requests, ServerCallContext context, CancellationToken cancellationToken)
     {
         await foreach (var request in requests.ReadAllAsync(cancellationToken).ConfigureAwait(false))
         {
@@ -71,6 +88,7 @@ public sealed class WatchService(Shard shard, ServerOptions options) : WatchServ
             {
                 case WatchRequest.RequestUnionOneofCase.CreateRequest:
                     if (RequestValidator.WatchCreate(request.CreateRequest, out var spec) is { } refusal) shard.Watches.Refuse(stream, refusal);
+                    else if (Denied(context, request.CreateRequest) is { } denied) shard.Watches.Refuse(stream, denied);
                     else stream.Create(spec);
                     break;
                 case WatchRequest.RequestUnionOneofCase.CancelRequest:
