@@ -113,6 +113,27 @@ public sealed class EtcdctlSession : IAsyncDisposable
         }
     }
 
+    public bool HasExited => _process.HasExited;
+
+    /// <summary>Sends SIGINT, as Ctrl-C would: etcdctl lock and elect then release and exit.</summary>
+    public void Interrupt()
+    {
+        if (!_process.HasExited && SendSignal(_process.Id, 2) != 0) throw new InvalidOperationException($"kill -INT {_process.Id} failed");
+    }
+
+    /// <summary>Kills the process (SIGKILL) and waits for it: nothing is released, leases run out.</summary>
+    public async Task KillAsync()
+    {
+        if (_process.HasExited) return;
+        _process.Kill();
+        await _process.WaitForExitAsync();
+    }
+
+    public Task WaitForExitAsync(CancellationToken cancellationToken) => _process.WaitForExitAsync(cancellationToken);
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int SendSignal(int pid, int signal);
+
     public async ValueTask DisposeAsync()
     {
         if (!_process.HasExited)
