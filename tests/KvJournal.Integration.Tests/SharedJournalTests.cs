@@ -331,6 +331,54 @@ public sealed class SharedJournalTests
     }
 
     [Fact]
+    public async Task AuthStateIsSharedByMembersAndSurvivesRestartAndSnapshots()
+    {
+        await using var cluster = await Cluster.StartAsync(2, "--snapshot-count", "10");
+        var (m0, m1) = (cluster.Members[0], cluster.Members[1]);
+        var admin = new Auth.AuthClient(m0.Channel);
+        await admin.UserAddAsync(new AuthUserAddRequest { Name = "root", Password = "rootpw" });
+        await admin.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "root", Role = "root" });
+        await admin.UserAddAsync(new AuthUserAddRequest { Name = "alice", Password = "alicepw" });
+        await admin.RoleAddAsync(new AuthRoleAddRequest { Name = "apps" });
+        await admin.RoleGrantPermissionAsync(new AuthRoleGrantPermissionRequest
+        {
+            Name = "apps", Perm = new Authpb.Permission { PermType = Authpb.Permission.Types.Type.Readwrite, Key = B("/a/"), RangeEnd = B("/a0") },
+        });
+        await admin.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "alice", Role = "apps" });
+        await admin.AuthEnableAsync(new AuthEnableRequest());
+
+        // A token issued by one member is honoured by the other: the login is a journal entry.
+        string token = (await admin.AuthenticateAsync(new AuthenticateRequest { Name = "alice", Password = "alicepw" })).Token;
+        var asAlice = new Metadata { { "token", token } };
+        for (int i = 0; i < 15; i++) await m1.Kv.PutAsync(new PutRequest { Key = B($"/a/{i}"), Value = B("v") }, asAlice); // past a state snapshot
+        var denied = await Assert.ThrowsAsync<RpcException>(() => m1.Kv.PutAsync(new PutRequest { Key = B("/b/1"), Value = B("v") }, asAlice).ResponseAsync);
+        Assert.Equal((StatusCode.PermissionDenied, "etcdserver: permission denied"), (denied.StatusCode, denied.Status.Detail));
+        var anonymous = await Assert.ThrowsAsync<RpcException>(() => m1.Kv.RangeAsync(new RangeRequest { Key = B("/a/1") }).ResponseAsync);
+        Assert.Equal((StatusCode.InvalidArgument, "etcdserver: user name is empty"), (anonymous.StatusCode, anonymous.Status.Detail));
+        var forged = await Assert.ThrowsAsync<RpcException>(() => m1.Kv.RangeAsync(new RangeRequest { Key = B("/a/1") }, new Metadata { { "token", "forged.1" } }).ResponseAsync);
+        Assert.Equal((StatusCode.Unauthenticated, "etcdserver: invalid auth token"), (forged.StatusCode, forged.Status.Detail));
+
+        // A restarted member and a brand-new one hold the same users and permissions; the journal was
+        // trimmed below a state snapshot first, so the new one can only have them from the snapshot.
+        await WaitForAsync(
+            () => cluster.Journal.Journal.StatusAsync(new KvJournal.Protos.JournalService.StatusRequest { Stream = "default" }).ResponseAsync,
+            s => s.FirstPosition > 64, TimeSpan.FromSeconds(60));
+        await cluster.RestartMemberAsync(1);
+        var late = await cluster.AddMemberAsync("late");
+        foreach (var member in new[] { cluster.Members[1], late })
+        {
+            var auth = new Auth.AuthClient(member.Channel);
+            string again = (await auth.AuthenticateAsync(new AuthenticateRequest { Name = "alice", Password = "alicepw" })).Token;
+            var read = await member.Kv.RangeAsync(new RangeRequest { Key = B("/a/"), RangeEnd = B("/a0"), CountOnly = true }, new Metadata { { "token", again } });
+            Assert.Equal(15, read.Count);
+            var refused = await Assert.ThrowsAsync<RpcException>(() => member.Kv.RangeAsync(new RangeRequest { Key = B("/b/") }, new Metadata { { "token", again } }).ResponseAsync);
+            Assert.Equal(StatusCode.PermissionDenied, refused.StatusCode);
+            var wrong = await Assert.ThrowsAsync<RpcException>(() => auth.AuthenticateAsync(new AuthenticateRequest { Name = "alice", Password = "nope" }).ResponseAsync);
+            Assert.Equal((StatusCode.InvalidArgument, "etcdserver: authentication failed, invalid user ID or password"), (wrong.StatusCode, wrong.Status.Detail));
+        }
+    }
+
+    [Fact]
     public async Task EtcdctlWithAllMembersKeepsWorkingWhenOneIsKilled()
     {
         await using var cluster = await Cluster.StartAsync(3);

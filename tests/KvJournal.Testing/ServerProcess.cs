@@ -150,9 +150,20 @@ public abstract class ServerProcess : IAsyncDisposable
         }
     }
 
-    /// <summary>One request the server answers once it serves: a serializable Range for an etcd API server.</summary>
-    protected virtual async Task ProbeAsync(DateTime deadline) =>
-        await Kv.RangeAsync(new RangeRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("ready-probe"), Serializable = true }, deadline: deadline);
+    /// <summary>
+    /// One request the server answers once it serves: a serializable Range for an etcd API server.
+    /// With auth enabled the answer is a refusal, which counts as serving too.
+    /// </summary>
+    protected virtual async Task ProbeAsync(DateTime deadline)
+    {
+        try
+        {
+            await Kv.RangeAsync(new RangeRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("ready-probe"), Serializable = true }, deadline: deadline);
+        }
+        catch (RpcException ex) when (ex.StatusCode is StatusCode.InvalidArgument or StatusCode.PermissionDenied)
+        {
+        }
+    }
 
     /// <summary>kill -9: no shutdown hook runs, nothing is flushed beyond what was already durable.</summary>
     public async Task KillAsync()
