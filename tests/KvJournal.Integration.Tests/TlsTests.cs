@@ -28,6 +28,24 @@ public sealed class TlsTests : IDisposable
     }
 
     [Fact]
+    public async Task UnderClientCertAuthTheCertificatesCommonNameIsTheUser()
+    {
+        await using var kvj = await KvJournalProcess.StartWithTlsAsync(_tls);
+        async Task<string> As(params string[] args) => (await EtcdctlAsync(kvj, _tls.ClientCert, _tls.ClientKey, args)).Normalized();
+        Assert.Equal("exit 0 | User root created\\n |", (await As("user", "add", "root", "--no-password")).TrimEnd());
+        await As("user", "grant-role", "root", "root");
+        await As("user", "add", "bob:bobpw");
+        Assert.Equal("exit 0 | Authentication Enabled\\n |", (await As("auth", "enable")).TrimEnd());
+        // No token: the certificate (CN=root) makes the request root's.
+        Assert.Equal("exit 0 | OK\\n |", (await As("put", "k", "v")).TrimEnd());
+        Assert.Equal("exit 0 | Authentication Status: true\\nAuthRevision: 4\\n |", (await As("auth", "status")).TrimEnd());
+        // A token wins over the certificate: bob has no role.
+        Assert.Equal("exit 1 |  | Error: etcdserver: permission denied", await As("--user=bob:bobpw", "get", "k"));
+        // root was added without a password: only its certificate logs it in.
+        Assert.Contains("password was given for no password user", await As("--user=root:guess", "get", "k"));
+    }
+
+    [Fact]
     public async Task EtcdctlWithAClientCertificateIsServedOverHttps()
     {
         await using var kvj = await KvJournalProcess.StartWithTlsAsync(_tls);
