@@ -12,6 +12,7 @@ using KvJournal.Server.Api.Lease;
 using KvJournal.Server.Api.Maintenance;
 using KvJournal.Server.Api.Auth;
 using KvJournal.Server.Api.Concurrency;
+using KvJournal.Server.Api.Gateway;
 using KvJournal.Server.Api.Watch;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -105,6 +106,7 @@ public sealed class KvJournalServer : IAsyncDisposable
         _app.MapGrpcService<LockService>();
         _app.MapGrpcService<ElectionService>();
         HttpEndpoints.Map(_app);
+        GatewayRoutes.Map(_app);
         await _app.StartAsync(cancellationToken).ConfigureAwait(false);
         // Kestrel has bound the port-0 relay listeners now (ListenOptions carry the real port).
         foreach (var hosted in _shards)

@@ -109,7 +109,9 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
             case JournalEntry.BodyOneofCase.LeaseExpire:
                 return leases.Expire(entry.LeaseExpire);
             case JournalEntry.BodyOneofCase.Authenticate:
-                return Auth.Authenticate(entry.Authenticate, Clock());
+                var login = Auth.Authenticate(entry.Authenticate, Clock());
+                if (login.Response is AuthenticateResponse token) token.Header.Revision = store.CurrentRevision;
+                return login;
             case JournalEntry.BodyOneofCase.AuthEnable:
                 return AuthChange(Auth.Enable(), new AuthEnableResponse());
             case JournalEntry.BodyOneofCase.AuthDisable:

@@ -1,0 +1,146 @@
+using System.Text;
+using System.Text.Json;
+using Google.Protobuf;
+using Grpc.Core;
+using KvJournal.Journal;
+using KvJournal.Server.Api.Errors;
+using KvJournal.Storage.Apply;
+using Microsoft.AspNetCore.Http;
+
+namespace KvJournal.Server.Api.Gateway;
+
+/// <summary>
+/// One JSON gateway request served by a gRPC service method in-process: the context the method
+/// sees, the JSON it reads and writes (etcd's grpc-gateway encoding: proto field names, 64-bit
+/// integers as strings, bytes as base64, default values left out) and the error bodies.
+/// </summary>
+internal sealed class GatewayCall(HttpContext http) : ServerCallContext
+{
+    private static readonly JsonFormatter Formatter = new(JsonFormatter.Settings.Default.WithPreserveProtoFieldNames(true));
+    // grpc-gateway ignores fields it does not know.
+    private static readonly JsonParser Parser = new(JsonParser.Settings.Default.WithIgnoreUnknownFields(true));
+
+    private readonly Metadata _headers = Headers(http);
+    private readonly Dictionary<object, object> _userState = new() { ["__HttpContext"] = http };
+
+    public HttpContext Http => http;
+
+    /// <summary>The request messages in the body: none, one, or several JSON objects one after another.</summary>
+    public async Task<List<T>> ReadRequestsAsync<T>(MessageParser<T> parser) where T : IMessage<T>, new()
+    {
+        using var body = new MemoryStream();
+        await http.Request.Body.CopyToAsync(body, http.RequestAborted).ConfigureAwait(false);
+        var requests = new List<T>();
+        var bytes = body.GetBuffer().AsMemory(0, (int)body.Length);
+        var reader = new Utf8JsonReader(bytes.Span, new JsonReaderOptions { AllowMultipleValues = true });
+        while (true)
+        {
+            long start = reader.BytesConsumed;
+            try
+            {
+                if (!reader.Read()) break;
+                reader.Skip();
+            }
+            catch (JsonException ex)
+            {
+                throw new RpcException(new Status(StatusCode.InvalidArgument, ex.Message));
+            }
+            string json = Encoding.UTF8.GetString(bytes.Span[(int)start..(int)reader.BytesConsumed]);
+            try
+            {
+                requests.Add(Parser.Parse<T>(json));
+            }
+            catch (InvalidProtocolBufferException ex)
+            {
+                throw new RpcException(new Status(StatusCode.InvalidArgument, ex.Message));
+            }
+        }
+        return requests;
+    }
+
+    public Task WriteUnaryAsync(IMessage response)
+    {
+        http.Response.ContentType = "application/json";
+        return http.Response.WriteAsync(Formatter.Format(response), http.RequestAborted);
+    }
+
+    /// <summary>One message of a stream: {"result": …} on its own line, flushed at once.</summary>
+    public async Task WriteStreamedAsync(IMessage message)
+    {
+        if (!http.Response.HasStarted)
+        {
+            http.Response.ContentType = "application/json";
+            await http.Response.StartAsync(http.RequestAborted).ConfigureAwait(false);
+        }
+        await http.Response.WriteAsync($"{{\"result\":{Formatter.Format(message)}}}\n", http.RequestAborted).ConfigureAwait(false);
+        await http.Response.Body.FlushAsync(http.RequestAborted).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A failed call: before any output, grpc-gateway's status and {"code","message"} body; inside a
+    /// stream, its {"error": …} line.
+    /// </summary>
+    public async Task WriteErrorAsync(Exception ex)
+    {
+        var status = ex switch
+        {
+            RpcException rpc => rpc.Status,
+            JournalUnavailableException => EtcdErrors.ToStatus(EtcdError.JournalUnavailable),
+            _ => new Status(StatusCode.Internal, ex.Message),
+        };
+        int httpStatus = HttpStatusOf(status.StatusCode);
+        if (!http.Response.HasStarted)
+        {
+            http.Response.StatusCode = httpStatus;
+            http.Response.ContentType = "application/json";
+            await http.Response.WriteAsync(JsonSerializer.Serialize(new { code = (int)status.StatusCode, message = status.Detail }), http.RequestAborted).ConfigureAwait(false);
+            return;
+        }
+        var error = new { error = new { grpc_code = (int)status.StatusCode, http_code = httpStatus, message = status.Detail, http_status = ReasonPhrases(httpStatus) } };
+        await http.Response.WriteAsync(JsonSerializer.Serialize(error) + "\n", http.RequestAborted).ConfigureAwait(false);
+    }
+
+    // grpc-gateway's HTTPStatusFromCode.
+    private static int HttpStatusOf(StatusCode code) => code switch
+    {
+        StatusCode.OK => 200,
+        StatusCode.Cancelled => 408,
+        StatusCode.InvalidArgument or StatusCode.FailedPrecondition or StatusCode.OutOfRange => 400,
+        StatusCode.DeadlineExceeded => 504,
+        StatusCode.NotFound => 404,
+        StatusCode.AlreadyExists or StatusCode.Aborted => 409,
+        StatusCode.PermissionDenied => 403,
+        StatusCode.Unauthenticated => 401,
+        StatusCode.ResourceExhausted => 429,
+        StatusCode.Unimplemented => 501,
+        StatusCode.Unavailable => 503,
+        _ => 500,
+    };
+
+    private static string ReasonPhrases(int status) => Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status);
+
+    // The gateway's metadata: the Authorization header, as grpc-gateway forwards it.
+    private static Metadata Headers(HttpContext http)
+    {
+        var metadata = new Metadata();
+        if (http.Request.Headers.Authorization is { Count: > 0 } auth) metadata.Add("authorization", auth.ToString());
+        return metadata;
+    }
+
+    protected override string MethodCore => http.Request.Path;
+    protected override string HostCore => http.Request.Host.Value ?? "";
+    protected override string PeerCore => $"ipv4:{http.Connection.RemoteIpAddress}:{http.Connection.RemotePort}";
+    protected override DateTime DeadlineCore => DateTime.MaxValue;
+    protected override Metadata RequestHeadersCore => _headers;
+    protected override CancellationToken CancellationTokenCore => http.RequestAborted;
+    protected override Metadata ResponseTrailersCore { get; } = [];
+    protected override Status StatusCore { get; set; }
+    protected override WriteOptions? WriteOptionsCore { get; set; }
+    protected override AuthContext AuthContextCore { get; } = new(null, []);
+    protected override IDictionary<object, object> UserStateCore => _userState;
+
+    protected override ContextPropagationToken CreatePropagationTokenCore(ContextPropagationOptions? options) =>
+        throw new NotSupportedException("the JSON gateway does not propagate calls");
+
+    protected override Task WriteResponseHeadersAsyncCore(Metadata responseHeaders) => Task.CompletedTask;
+}
