@@ -7,7 +7,7 @@ using Xunit;
 
 namespace KvJournal.Integration.Tests;
 
-/// <summary>The executable's etcd-style flags, and the services that are declared but not served yet.</summary>
+/// <summary>The executable's etcd-style flags.</summary>
 public sealed class ServerFlagsTests
 {
     [Theory]
@@ -46,11 +46,37 @@ public sealed class ServerFlagsTests
     }
 
     [Fact]
-    public async Task ServicesNotServedYetAnswerUnimplemented()
+    public async Task AuthTokensExpireAfterAuthTokenTtlWithoutUse()
     {
-        await using var kvj = await KvJournalProcess.StartAsync();
+        await using var kvj = await KvJournalProcess.StartAsync(null, "--auth-token", "simple", "--auth-token-ttl", "2", "--bcrypt-cost", "10");
         var auth = new Auth.AuthClient(kvj.Channel);
-        var ex = await Assert.ThrowsAsync<RpcException>(() => auth.AuthStatusAsync(new AuthStatusRequest(), deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
-        Assert.Equal(StatusCode.Unimplemented, ex.StatusCode);
+        await auth.UserAddAsync(new AuthUserAddRequest { Name = "root", Password = "pw" });
+        await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "root", Role = "root" });
+        await auth.AuthEnableAsync(new AuthEnableRequest());
+        string token = (await auth.AuthenticateAsync(new AuthenticateRequest { Name = "root", Password = "pw" })).Token;
+        var withToken = new Metadata { { "token", token } };
+        await kvj.Kv.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8("k"), Value = ByteString.CopyFromUtf8("v") }, withToken);
+
+        // Left unused, the token lapses after its TTL; the next use is etcd's "invalid auth token".
+        var clock = Stopwatch.StartNew();
+        var expired = await Assert.ThrowsAsync<RpcException>(async () =>
+        {
+            await Task.Delay(TimeSpan.FromSeconds(2.5));
+            await kvj.Kv.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8("k") }, withToken);
+        });
+        Assert.Equal((StatusCode.Unauthenticated, "etcdserver: invalid auth token"), (expired.StatusCode, expired.Status.Detail));
+        Assert.True(clock.Elapsed >= TimeSpan.FromSeconds(2));
+    }
+
+    [Fact]
+    public async Task JwtAuthTokensAreRefusedAtStart()
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var a in new[] { Paths.ServerDll, "--auth-token", "jwt,pub-key=a.pub,priv-key=a.key,sign-method=RS256" }) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        string stderr = await p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.Equal(2, p.ExitCode);
+        Assert.Contains("KvJournal serves simple tokens only", stderr);
     }
 }
