@@ -118,6 +118,28 @@ public sealed class EtcdctlAuthTests
         }
     }
 
+    [Theory]
+    [InlineData("kvjournal")]
+    [InlineData("etcd")]
+    public async Task PermittedWatchWithUserSeesEvents(string serverName)
+    {
+        await using ServerProcess server = serverName == "etcd" ? await ReferenceEtcdProcess.StartAsync() : await KvJournalProcess.StartAsync();
+        foreach (var line in new[]
+        {
+            "user add root:rootpw", "user grant-role root root", "auth enable", $"{Root} user add alice:alicepw",
+            $"{Root} role add apps", $"{Root} role grant-permission apps readwrite --prefix /app/", $"{Root} user grant-role alice apps",
+        })
+        {
+            var r = await Etcdctl.RunAsync(server.Endpoint, null, line.Split(' '));
+            Assert.True(r.ExitCode == 0, $"etcdctl {line}: {r.Stderr}");
+        }
+        await using var watch = new EtcdctlSession(server.Endpoint, Alice, "watch", "/app/", "--prefix");
+        // The watch is registered before etcdctl prints anything; the put is retried until it shows.
+        var seen = await watch.ReadUntilAsync(l => l == "ready", poke: async () =>
+            await Etcdctl.RunAsync(server.Endpoint, null, Alice, "put", "/app/w", "ready"));
+        Assert.Equal(["PUT", "/app/w", "ready"], seen.Where(l => !l.StartsWith("stderr:", StringComparison.Ordinal)).TakeLast(3));
+    }
+
     private static (string[] Args, string? Stdin) Parse(string line)
     {
         string? stdin = null;
