@@ -1,4 +1,3 @@
-using System.Text;
 using Authpb;
 using Etcdserverpb;
 using Google.Protobuf;
@@ -251,7 +250,4 @@ public sealed class AuthStore(SimpleTokens tokens)
         Revision = state.Revision;
         Enabled = state.Enabled;
     }
-
-    /// <summary>A user name as etcd prints it in errors and logs.</summary>
-    public static string NameOf(User u) => Encoding.UTF8.GetString(u.Name.Span);
 }

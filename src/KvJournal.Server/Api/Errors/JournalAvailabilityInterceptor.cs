@@ -57,7 +57,8 @@ public sealed class JournalAvailabilityInterceptor(ShardRouter router) : Interce
     }
 
     /// <summary>True when the call asked for a leader (etcd clients' WithRequireLeader).</summary>
-    public static bool RequiresLeader(ServerCallContext context) => context.RequestHeaders.GetValue(RequireLeaderKey) == "true";
+    /// <remarks>Read from the HTTP headers: building the call's Metadata copies every header, on every call.</remarks>
+    public static bool RequiresLeader(ServerCallContext context) => context.GetHttpContext().Request.Headers[RequireLeaderKey] == "true";
 
     private void RefuseWithoutLeader(ServerCallContext context)
     {

@@ -12,29 +12,31 @@ namespace KvJournal.Server.Api.Http;
 /// </summary>
 public sealed class GrpcMetrics
 {
-    private readonly ConcurrentDictionary<(string Type, string Service, string Method), long[]> _started = new();
-    private readonly ConcurrentDictionary<(string Type, string Service, string Method, StatusCode Code), long[]> _handled = new();
+    // Keyed by the full method name as the call carries it: split into service and method only
+    // when /metrics is read, not on every call.
+    private readonly ConcurrentDictionary<(string Type, string FullMethod), long[]> _started = new();
+    private readonly ConcurrentDictionary<(string Type, string FullMethod, StatusCode Code), long[]> _handled = new();
 
-    internal void Started(string type, string fullMethod)
-    {
-        var (service, method) = Split(fullMethod);
-        Interlocked.Increment(ref _started.GetOrAdd((type, service, method), _ => new long[1])[0]);
-    }
+    internal void Started(string type, string fullMethod) =>
+        Interlocked.Increment(ref _started.GetOrAdd((type, fullMethod), static _ => new long[1])[0]);
 
-    internal void Handled(string type, string fullMethod, StatusCode code)
-    {
-        var (service, method) = Split(fullMethod);
-        Interlocked.Increment(ref _handled.GetOrAdd((type, service, method, code), _ => new long[1])[0]);
-    }
+    internal void Handled(string type, string fullMethod, StatusCode code) =>
+        Interlocked.Increment(ref _handled.GetOrAdd((type, fullMethod, code), static _ => new long[1])[0]);
 
     public void WriteTo(StringBuilder text)
     {
         text.Append("# HELP grpc_server_started_total Total number of RPCs started on the server.\n# TYPE grpc_server_started_total counter\n");
         foreach (var (k, v) in _started.OrderBy(e => e.Key))
-            text.Append(CultureInfo.InvariantCulture, $"grpc_server_started_total{{grpc_method=\"{k.Method}\",grpc_service=\"{k.Service}\",grpc_type=\"{k.Type}\"}} {Interlocked.Read(ref v[0])}\n");
+        {
+            var (service, method) = Split(k.FullMethod);
+            text.Append(CultureInfo.InvariantCulture, $"grpc_server_started_total{{grpc_method=\"{method}\",grpc_service=\"{service}\",grpc_type=\"{k.Type}\"}} {Interlocked.Read(ref v[0])}\n");
+        }
         text.Append("# HELP grpc_server_handled_total Total number of RPCs completed on the server, regardless of success or failure.\n# TYPE grpc_server_handled_total counter\n");
         foreach (var (k, v) in _handled.OrderBy(e => e.Key))
-            text.Append(CultureInfo.InvariantCulture, $"grpc_server_handled_total{{grpc_code=\"{k.Code}\",grpc_method=\"{k.Method}\",grpc_service=\"{k.Service}\",grpc_type=\"{k.Type}\"}} {Interlocked.Read(ref v[0])}\n");
+        {
+            var (service, method) = Split(k.FullMethod);
+            text.Append(CultureInfo.InvariantCulture, $"grpc_server_handled_total{{grpc_code=\"{k.Code}\",grpc_method=\"{method}\",grpc_service=\"{service}\",grpc_type=\"{k.Type}\"}} {Interlocked.Read(ref v[0])}\n");
+        }
     }
 
     // "/etcdserverpb.KV/Range" → ("etcdserverpb.KV", "Range")

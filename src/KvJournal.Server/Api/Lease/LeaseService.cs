@@ -64,8 +64,9 @@ public sealed class LeaseService(Shard shard, ServerOptions options) : Etcdserve
     public override async Task LeaseKeepAlive(IAsyncStreamReader<LeaseKeepAliveRequest> requestStream, IServerStreamWriter<LeaseKeepAliveResponse> responseStream, ServerCallContext context)
     {
         var caller = Caller.Of(context, shard, options);
-        await foreach (var request in requestStream.ReadAllAsync(context.CancellationToken).ConfigureAwait(false))
+        while (await NextAsync(requestStream, context).ConfigureAwait(false))
         {
+            var request = requestStream.Current;
             // etcd's checkLeaseRenew: a user, and write permission on the lease's keys.
             caller.RequireUser();
             caller.Check(auth => AuthChecks.LeaseKeys(auth, shard.Leases, caller.User, request.ID, write: true));
@@ -82,6 +83,23 @@ public sealed class LeaseService(Shard shard, ServerOptions options) : Etcdserve
             var response = new LeaseKeepAliveResponse { Header = new ResponseHeader { Revision = shard.Store.CurrentRevision }, ID = request.ID, TTL = ttl };
             ResponseHeaders.Fill(response.Header, shard);
             await responseStream.WriteAsync(response, context.CancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// The next keep-alive, or false once the client is done. etcd's KeepAliveOnce (and its
+    /// benchmark) opens a stream per renewal and resets it after the answer; that reset ends the
+    /// call quietly here instead of as an exception rethrown through every async frame above.
+    /// </summary>
+    private static async Task<bool> NextAsync(IAsyncStreamReader<LeaseKeepAliveRequest> requests, ServerCallContext context)
+    {
+        try
+        {
+            return await requests.MoveNext(context.CancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException || (ex is OperationCanceledException && context.CancellationToken.IsCancellationRequested))
+        {
+            return false;
         }
     }
 
