@@ -46,7 +46,7 @@ public sealed class FasterLogJournal : IJournal
         _settings = new FasterLogSettings(directory, deleteDirOnDispose: false)
         {
             PageSizeBits = pageBits,
-            MemorySizeBits = pageBits + 4,             // 16 pages of tail kept in memory for tailing readers
+            MemorySizeBits = pageBits + 2,             // 4 pages of tail kept in memory for tailing readers
             SegmentSizeBits = Math.Max(30, pageBits),  // 1 GiB files: trimming frees whole segments
             LogChecksum = LogChecksumType.PerEntry, // a torn entry at the tail is detected, not applied
             TryRecoverLatest = true,
