@@ -37,6 +37,39 @@ public static class Etcdctl
         return psi;
     }
 
+    /// <summary>
+    /// One line of a test's etcdctl script: space-separated arguments ('' = an empty one), then
+    /// optionally " &lt;&lt; " and what goes on stdin (looked up through <paramref name="stdin"/> when given).
+    /// </summary>
+    public static (string[] Args, string? Stdin) ScriptLine(string line, Func<string, string>? stdin = null)
+    {
+        string? input = null;
+        int redirect = line.IndexOf(" << ", StringComparison.Ordinal);
+        if (redirect >= 0)
+        {
+            input = line[(redirect + 4)..];
+            if (stdin is not null) input = stdin(input);
+            line = line[..redirect];
+        }
+        return (line.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(a => a == "''" ? "" : a).ToArray(), input);
+    }
+
+    /// <summary>
+    /// Runs every line against the reference etcd and then against kvjournal, in order; returns a
+    /// description of the first line whose normalized results differ, or null when all match.
+    /// </summary>
+    public static async Task<string?> FirstDifferenceAsync(string etcdEndpoint, string kvjournalEndpoint, IEnumerable<string> script, Func<string, string>? stdin = null)
+    {
+        foreach (var line in script)
+        {
+            var (args, input) = ScriptLine(line, stdin);
+            var theirs = (await RunAsync(etcdEndpoint, input, args)).Normalized();
+            var ours = (await RunAsync(kvjournalEndpoint, input, args)).Normalized();
+            if (theirs != ours) return $"etcdctl {line}\n etcd:      {theirs}\n kvjournal: {ours}";
+        }
+        return null;
+    }
+
     public static async Task<Result> RunAsync(string endpoint, string? stdin, params string[] args)
     {
         using var p = Process.Start(StartInfo(endpoint, ["--command-timeout=20s", .. args]))!;
