@@ -77,5 +77,11 @@ public sealed class ServerConfigTests
         string metrics = await http.GetStringAsync(new Uri($"http://127.0.0.1:{metricsPort}/metrics"));
         Assert.Contains("etcd_server_has_leader 1", metrics, StringComparison.Ordinal);
         Assert.Equal("{\"health\":\"true\",\"reason\":\"\"}", await http.GetStringAsync(new Uri($"http://127.0.0.1:{metricsPort}/health")));
+        // The JSON gateway is the client port's, not the metrics port's.
+        var put = await http.PostAsync(new Uri($"http://127.0.0.1:{metricsPort}/v3/kv/put"), new StringContent("""{"key":"Zm9v","value":"YmFy"}"""));
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, put.StatusCode);
+        var onClientPort = await http.PostAsync(new Uri($"http://{kvj.Endpoint}/v3/kv/range"), new StringContent("""{"key":"Zm9v"}"""));
+        Assert.Equal(System.Net.HttpStatusCode.OK, onClientPort.StatusCode);
+        Assert.DoesNotContain("\"kvs\"", await onClientPort.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 }

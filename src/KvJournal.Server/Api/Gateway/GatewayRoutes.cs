@@ -134,6 +134,8 @@ public static class GatewayRoutes
         var call = new GatewayCall(http);
         try
         {
+            // --listen-metrics-urls serve /metrics and /health only, as etcd's do.
+            if (OnMetricsPort(http)) throw new RpcException(new Status(StatusCode.NotFound, "Not Found"));
             await serve(call).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (http.RequestAborted.IsCancellationRequested)
@@ -144,6 +146,13 @@ public static class GatewayRoutes
         {
             await call.WriteErrorAsync(ex).ConfigureAwait(false);
         }
+    }
+
+    private static bool OnMetricsPort(HttpContext http)
+    {
+        foreach (var url in http.RequestServices.GetRequiredService<Hosting.ServerOptions>().ListenMetricsUrls)
+            if (url.Port == http.Connection.LocalPort) return true;
+        return false;
     }
 
     // Services are made per request, as gRPC makes them, with the request's shard injected.
