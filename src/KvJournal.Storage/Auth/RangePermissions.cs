@@ -30,7 +30,8 @@ internal sealed class RangePermissions
     /// <summary>Whether the permissions cover a request's key and range_end (etcd's encoding: empty = one key, "\0" = to the end).</summary>
     public bool Covers(ByteString key, ByteString rangeEnd)
     {
-        var (start, end) = ToInterval(key, rangeEnd);
+        // Compared in place: a check runs on every request once auth is on.
+        ReadOnlySpan<byte> start = key.Span;
         // The last interval starting at or before the request's start is the only one that can cover it.
         int lo = 0, hi = _intervals.Count - 1, found = -1;
         while (lo <= hi)
@@ -46,7 +47,10 @@ internal sealed class RangePermissions
         if (found < 0) return false;
         var have = _intervals[found].End;
         if (have is null) return true;
-        if (end is null) return false;
+        // One key [k, k + "\0") fits below `have` exactly when k < have.
+        if (rangeEnd.Length == 0) return KeyBytes.Compare(start, have) < 0;
+        if (rangeEnd.Length == 1 && rangeEnd[0] == 0) return false;
+        ReadOnlySpan<byte> end = rangeEnd.Span;
         // An empty request range [k, e ≤ k) asks for nothing past k: it needs k itself.
         if (KeyBytes.Compare(end, start) <= 0) return KeyBytes.Compare(start, have) < 0;
         return KeyBytes.Compare(end, have) <= 0;

@@ -60,10 +60,10 @@ public sealed class Caller
 
     /// <summary>Throws etcd's error unless the caller may read [key, rangeEnd).</summary>
     public void CheckRead(Google.Protobuf.ByteString key, Google.Protobuf.ByteString rangeEnd) =>
-        Check(auth => auth.CheckRead(User, key, rangeEnd));
+        Check((key, rangeEnd), static (auth, user, range) => auth.CheckRead(user, range.key, range.rangeEnd));
 
     /// <summary>Throws etcd's error unless the caller is an admin (has the root role).</summary>
-    public void CheckAdmin() => Check(auth => auth.CheckAdmin(User));
+    public void CheckAdmin() => Check(0, static (auth, user, _) => auth.CheckAdmin(user));
 
     /// <summary>Throws unless the request names a user at all (etcd's requireAuthInfo, for Status and alarm listing).</summary>
     public void RequireUser()
@@ -71,11 +71,15 @@ public sealed class Caller
         if (_shard.Auth.Enabled && User.Length == 0) EtcdErrors.Throw(EtcdError.UserEmpty);
     }
 
-    /// <summary>Runs a permission check against the applied auth state, under the store's read lock.</summary>
-    public void Check(Func<AuthStore, EtcdError> check)
+    /// <summary>
+    /// Runs a permission check, given the caller's user name and <paramref name="state"/>, against the
+    /// applied auth state under the store's read lock. With auth off it returns at once: callers on
+    /// hot paths pass static lambdas, so nothing is allocated then.
+    /// </summary>
+    public void Check<TState>(TState state, Func<AuthStore, string, TState, EtcdError> check)
     {
         if (!_shard.Auth.Enabled) return;
-        var error = _shard.Read(_ => check(_shard.Auth));
+        var error = _shard.Read(_ => check(_shard.Auth, User, state));
         if (error != EtcdError.None) EtcdErrors.Throw(error);
     }
 }

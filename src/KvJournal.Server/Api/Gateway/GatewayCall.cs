@@ -96,7 +96,7 @@ internal sealed class GatewayCall(HttpContext http) : ServerCallContext
             await http.Response.WriteAsync(JsonSerializer.Serialize(new { code = (int)status.StatusCode, message = status.Detail }), http.RequestAborted).ConfigureAwait(false);
             return;
         }
-        var error = new { error = new { grpc_code = (int)status.StatusCode, http_code = httpStatus, message = status.Detail, http_status = ReasonPhrases(httpStatus) } };
+        var error = new { error = new { grpc_code = (int)status.StatusCode, http_code = httpStatus, message = status.Detail, http_status = Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(httpStatus) } };
         await http.Response.WriteAsync(JsonSerializer.Serialize(error) + "\n", http.RequestAborted).ConfigureAwait(false);
     }
 
@@ -116,8 +116,6 @@ internal sealed class GatewayCall(HttpContext http) : ServerCallContext
         StatusCode.Unavailable => 503,
         _ => 500,
     };
-
-    private static string ReasonPhrases(int status) => Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(status);
 
     // The gateway's metadata: the Authorization header, as grpc-gateway forwards it.
     private static Metadata Headers(HttpContext http)

@@ -58,7 +58,7 @@ public sealed class KvService(Shard shard, ServerOptions options) : KV.KVBase
         {
             // A read-only txn needs no journal entry (etcd serves it locally too).
             var caller = Caller.Of(context, shard, options);
-            caller.Check(auth => AuthChecks.Txn(auth, shard.Leases, caller.User, request));
+            caller.Check((shard.Leases, request), static (auth, user, s) => AuthChecks.Txn(auth, s.Leases, user, s.request));
             if (!TxnExecutor.IsSerializable(request)) await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
             var (error, read) = shard.Read(txn => (shard.Txns.Txn(txn, request, out var r), r));
             Check(error);

@@ -69,7 +69,7 @@ public sealed class LeaseService(Shard shard, ServerOptions options) : Etcdserve
             var request = requestStream.Current;
             // etcd's checkLeaseRenew: a user, and write permission on the lease's keys.
             caller.RequireUser();
-            caller.Check(auth => AuthChecks.LeaseKeys(auth, shard.Leases, caller.User, request.ID, write: true));
+            caller.Check((shard.Leases, request.ID), static (auth, user, s) => AuthChecks.LeaseKeys(auth, s.Leases, user, s.ID, write: true));
             long ttl;
             try
             {
@@ -107,7 +107,7 @@ public sealed class LeaseService(Shard shard, ServerOptions options) : Etcdserve
     {
         var caller = Caller.Of(context, shard, options);
         caller.RequireUser();
-        caller.Check(auth => AuthChecks.LeaseKeys(auth, shard.Leases, caller.User, request.ID, write: false));
+        caller.Check((shard.Leases, request.ID), static (auth, user, s) => AuthChecks.LeaseKeys(auth, s.Leases, user, s.ID, write: false));
         await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
         long now = LeaseClock.NowUnixMs();
         var response = shard.Read(txn =>
@@ -139,10 +139,10 @@ public sealed class LeaseService(Shard shard, ServerOptions options) : Etcdserve
         // etcd's checkLeaseLeases: an admin, or read permission on every key of every lease.
         var caller = Caller.Of(context, shard, options);
         caller.RequireUser();
-        caller.Check(auth =>
+        caller.Check(shard.Leases, static (auth, user, leases) =>
         {
-            foreach (var lease in shard.Leases.All)
-                if (AuthChecks.LeaseKeys(auth, shard.Leases, caller.User, lease.Id, write: false) is var e && e != EtcdError.None) return e;
+            foreach (var lease in leases.All)
+                if (AuthChecks.LeaseKeys(auth, leases, user, lease.Id, write: false) is var e && e != EtcdError.None) return e;
             return EtcdError.None;
         });
         await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
