@@ -14,13 +14,15 @@ namespace KvJournal.Journal.Embedded;
 /// A single commit loop makes entries durable. While one commit is being written, new appends
 /// queue up and the next commit covers all of them (group commit), so the cost of a flush is
 /// shared by every writer that arrived during the previous one. An append completes only after the
-/// commit that covers it has reached the device (the device writes through, O_DSYNC).
+/// commit that covers it has reached the device (the device writes through, O_DSYNC). A commit
+/// is one write: the commit record goes into the log's tail page with the entries (fast commit).
 /// Position = the entry's FasterLog logical address. Snapshots are files beside the log
 /// (directory/snapshots); storing one trims the log below the oldest snapshot kept.
 /// </remarks>
 public sealed class FasterLogJournal : IJournal
 {
     private readonly FasterLogSettings _settings;
+    private readonly DeviceLogCommitCheckpointManager _commitMetadata;
     private readonly FasterLog _log;
     // Appends waiting for a commit, in address order: both are taken under _appendLock so the
     // queue order is the log order.
@@ -35,6 +37,9 @@ public sealed class FasterLogJournal : IJournal
     private Exception? _failure;
     private readonly SnapshotFiles _snapshots;
 
+    // Commits between two writes of the commit metadata file: the most a recovery scans forward.
+    private const int CommitMetadataInterval = 1024;
+
     // FasterLog's first entry address: a log that begins later has been trimmed.
     private const long FirstAddress = 64;
 
@@ -43,8 +48,16 @@ public sealed class FasterLogJournal : IJournal
         Directory.CreateDirectory(directory);
         // An entry never spans a page: a page holds at least two of the largest entries (≥ 4 MiB).
         int pageBits = Math.Max(22, 64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)maxEntryBytes * 2));
+        // Fast commit: a commit is a record in the log itself, so it costs one write of the log's
+        // tail. The commit metadata file (created, written and the old one unlinked: three more
+        // synchronous file-system operations) is written only every CommitMetadataInterval commits
+        // and whenever the begin address moves; recovery scans forward from it for commit records.
+        _commitMetadata = new DeviceLogCommitCheckpointManager(new LocalStorageNamedDeviceFactory(),
+            new DefaultCheckpointNamingScheme(directory), removeOutdated: true, fastCommitThrottleFreq: CommitMetadataInterval);
         _settings = new FasterLogSettings(directory, deleteDirOnDispose: false)
         {
+            FastCommitMode = true,
+            LogCommitManager = _commitMetadata,
             PageSizeBits = pageBits,
             MemorySizeBits = pageBits + 2,             // 4 pages of tail kept in memory for tailing readers
             SegmentSizeBits = Math.Max(30, pageBits),  // 1 GiB files: trimming frees whole segments
@@ -189,6 +202,7 @@ public sealed class FasterLogJournal : IJournal
         }
         try { await _commitLoop.ConfigureAwait(false); } catch (OperationCanceledException) { }
         _log.Dispose();
+        _commitMetadata.Dispose();
         _settings.Dispose();
         _stopping.Dispose();
     }
