@@ -59,7 +59,7 @@ public sealed class FasterLogJournal : IJournal
             FastCommitMode = true,
             LogCommitManager = _commitMetadata,
             PageSizeBits = pageBits,
-            MemorySizeBits = pageBits + 2,             // 4 pages of tail kept in memory for tailing readers
+            MemorySizeBits = pageBits + 1,             // 2 pages of tail in memory: one filling while the other flushes
             SegmentSizeBits = Math.Max(30, pageBits),  // 1 GiB files: trimming frees whole segments
             LogChecksum = LogChecksumType.PerEntry, // a torn entry at the tail is detected, not applied
             TryRecoverLatest = true,
