@@ -1,9 +1,9 @@
 using Etcdserverpb;
 using Google.Protobuf;
 using KvJournal.Member.Shards;
-using KvJournal.Protos.Journal;
 using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Api.Auth;
+using KvJournal.Server.Api.Kv;
 using KvJournal.Server.Api.Lease;
 using KvJournal.Storage.Apply;
 using KvJournal.Storage.Mvcc;
@@ -36,14 +36,7 @@ internal sealed class LeaseKeys(Shard shard, Caller caller)
     /// <summary>Proposes a write txn as the caller; etcd's errors come back as RpcExceptions.</summary>
     public async Task<TxnResponse> TxnAsync(TxnRequest txn, CancellationToken cancellationToken)
     {
-        if (TxnExecutor.HasPut(txn))
-        {
-            var quota = await shard.CheckQuotaAsync(txn, cancellationToken).ConfigureAwait(false);
-            if (quota != EtcdError.None) EtcdErrors.Throw(quota);
-        }
-        var result = await shard.ProposeAsync(caller.Stamp(new JournalEntry { Txn = txn }), cancellationToken).ConfigureAwait(false);
-        if (result.Error != EtcdError.None) EtcdErrors.Throw(result.Error);
-        var response = (TxnResponse)result.Response!;
+        var response = await KvService.ProposeWriteTxnAsync(shard, caller, txn, cancellationToken).ConfigureAwait(false);
         ResponseHeaders.Fill(response.Header, shard);
         return response;
     }

@@ -51,8 +51,7 @@ public sealed class KvService(Shard shard, ServerOptions options) : KV.KVBase
         TxnResponse response;
         if (!TxnExecutor.IsReadOnly(request))
         {
-            if (TxnExecutor.HasPut(request)) Check(await shard.CheckQuotaAsync(request, context.CancellationToken).ConfigureAwait(false));
-            response = await Propose<TxnResponse>(new JournalEntry { Txn = request }, context).ConfigureAwait(false);
+            response = await ProposeWriteTxnAsync(shard, Caller.Of(context, shard, options), request, context.CancellationToken).ConfigureAwait(false);
         }
         else
         {
@@ -77,9 +76,22 @@ public sealed class KvService(Shard shard, ServerOptions options) : KV.KVBase
         return response;
     }
 
-    private async Task<TResponse> Propose<TResponse>(JournalEntry entry, ServerCallContext context)
+    /// <summary>
+    /// Proposes a txn that writes, as <paramref name="caller"/>, after the quota check when it puts.
+    /// The lock and election services run their recipes' txns through it too.
+    /// </summary>
+    internal static async Task<TxnResponse> ProposeWriteTxnAsync(Shard shard, Caller caller, TxnRequest request, CancellationToken cancellationToken)
     {
-        var result = await shard.ProposeAsync(Caller.Of(context, shard, options).Stamp(entry), context.CancellationToken).ConfigureAwait(false);
+        if (TxnExecutor.HasPut(request)) Check(await shard.CheckQuotaAsync(request, cancellationToken).ConfigureAwait(false));
+        return await Propose<TxnResponse>(shard, caller, new JournalEntry { Txn = request }, cancellationToken).ConfigureAwait(false);
+    }
+
+    private Task<TResponse> Propose<TResponse>(JournalEntry entry, ServerCallContext context) =>
+        Propose<TResponse>(shard, Caller.Of(context, shard, options), entry, context.CancellationToken);
+
+    private static async Task<TResponse> Propose<TResponse>(Shard shard, Caller caller, JournalEntry entry, CancellationToken cancellationToken)
+    {
+        var result = await shard.ProposeAsync(caller.Stamp(entry), cancellationToken).ConfigureAwait(false);
         Check(result.Error);
         return (TResponse)result.Response!;
     }
