@@ -38,21 +38,21 @@ public sealed class CrashTests
 
         await using (var member = await KvJournalProcess.StartAsync(dataDir))
         {
-            for (int i = 0; i < SequentialPuts; i++)
+            // Records a put as acknowledged once the member answered it.
+            async Task PutAcked(string key, string value)
             {
-                string key = $"crash/seq/{i:D5}", value = $"value-seq-{i}";
                 var r = await member.Kv.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFromUtf8(value) });
                 acked[key] = (r.Header.Revision, value);
             }
+
+            for (int i = 0; i < SequentialPuts; i++) await PutAcked($"crash/seq/{i:D5}", $"value-seq-{i}");
             var writers = Enumerable.Range(0, Writers).Select(w => Task.Run(async () =>
             {
                 for (int i = 0; i < MaxPutsPerWriter; i++)
                 {
-                    string key = $"crash/{w:D2}/{i:D5}", value = $"value-{w}-{i}";
                     try
                     {
-                        var r = await member.Kv.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFromUtf8(value) });
-                        acked[key] = (r.Header.Revision, value);
+                        await PutAcked($"crash/{w:D2}/{i:D5}", $"value-{w}-{i}");
                         if (acked.Count >= SequentialPuts + AckedBeforeKill) enoughAcked.TrySetResult();
                     }
                     catch (RpcException)
