@@ -151,10 +151,7 @@ public sealed class AuthService(Shard shard, ServerOptions options) : Etcdserver
 
     private async Task<TResponse> ProposeAsync<TResponse>(JournalEntry entry, ServerCallContext context) where TResponse : IMessage
     {
-        var caller = Caller.Of(context, shard, options);
-        var result = await shard.ProposeAsync(caller.Stamp(entry), context.CancellationToken).ConfigureAwait(false);
-        if (result.Error != EtcdError.None) EtcdErrors.Throw(result.Error);
-        var response = (TResponse)result.Response!;
+        var response = await Caller.Of(context, shard, options).ProposeAsync<TResponse>(entry, context.CancellationToken).ConfigureAwait(false);
         ResponseHeaders.Fill((ResponseHeader)response.Descriptor.FindFieldByName("header").Accessor.GetValue(response), shard);
         return response;
     }

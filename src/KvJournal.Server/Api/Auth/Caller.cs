@@ -51,11 +51,22 @@ public sealed class Caller
         return new Caller(shard, "");
     }
 
-    /// <summary>Marks a journal entry as made by this caller; the applier checks its permissions.</summary>
-    public JournalEntry Stamp(JournalEntry entry)
+    // Marks a journal entry as made by this caller; the applier checks its permissions.
+    private JournalEntry Stamp(JournalEntry entry)
     {
         entry.AuthUser = User;
         return entry;
+    }
+
+    /// <summary>
+    /// Proposes <paramref name="entry"/> as this caller and returns the applied response; etcd's
+    /// error comes back as an RpcException. The response's header is left to the service.
+    /// </summary>
+    public async Task<TResponse> ProposeAsync<TResponse>(JournalEntry entry, CancellationToken cancellationToken)
+    {
+        var result = await _shard.ProposeAsync(Stamp(entry), cancellationToken).ConfigureAwait(false);
+        if (result.Error != EtcdError.None) EtcdErrors.Throw(result.Error);
+        return (TResponse)result.Response!;
     }
 
     /// <summary>Throws etcd's error unless the caller may read [key, rangeEnd).</summary>

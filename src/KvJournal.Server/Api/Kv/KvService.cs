@@ -83,18 +83,11 @@ public sealed class KvService(Shard shard, ServerOptions options) : KV.KVBase
     internal static async Task<TxnResponse> ProposeWriteTxnAsync(Shard shard, Caller caller, TxnRequest request, CancellationToken cancellationToken)
     {
         if (TxnExecutor.HasPut(request)) Check(await shard.CheckQuotaAsync(request, cancellationToken).ConfigureAwait(false));
-        return await Propose<TxnResponse>(shard, caller, new JournalEntry { Txn = request }, cancellationToken).ConfigureAwait(false);
+        return await caller.ProposeAsync<TxnResponse>(new JournalEntry { Txn = request }, cancellationToken).ConfigureAwait(false);
     }
 
     private Task<TResponse> Propose<TResponse>(JournalEntry entry, ServerCallContext context) =>
-        Propose<TResponse>(shard, Caller.Of(context, shard, options), entry, context.CancellationToken);
-
-    private static async Task<TResponse> Propose<TResponse>(Shard shard, Caller caller, JournalEntry entry, CancellationToken cancellationToken)
-    {
-        var result = await shard.ProposeAsync(caller.Stamp(entry), cancellationToken).ConfigureAwait(false);
-        Check(result.Error);
-        return (TResponse)result.Response!;
-    }
+        Caller.Of(context, shard, options).ProposeAsync<TResponse>(entry, context.CancellationToken);
 
     private static void Check(EtcdError error)
     {

@@ -50,9 +50,7 @@ public sealed class LeaseService(Shard shard, ServerOptions options) : Etcdserve
     {
         var caller = Caller.Of(context, shard, options);
         caller.RequireUser();
-        var result = await shard.ProposeAsync(caller.Stamp(new JournalEntry { LeaseRevoke = new Protos.Journal.LeaseRevoke { Id = request.ID } }), context.CancellationToken).ConfigureAwait(false);
-        if (result.Error != EtcdError.None) EtcdErrors.Throw(result.Error);
-        var response = (LeaseRevokeResponse)result.Response!;
+        var response = await caller.ProposeAsync<LeaseRevokeResponse>(new JournalEntry { LeaseRevoke = new Protos.Journal.LeaseRevoke { Id = request.ID } }, context.CancellationToken).ConfigureAwait(false);
         ResponseHeaders.Fill(response.Header, shard);
         return response;
     }
