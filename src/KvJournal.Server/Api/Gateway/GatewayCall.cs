@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text;
 using System.Text.Json;
 using Google.Protobuf;
@@ -93,11 +94,36 @@ internal sealed class GatewayCall(HttpContext http) : ServerCallContext
         {
             http.Response.StatusCode = httpStatus;
             http.Response.ContentType = "application/json";
-            await http.Response.WriteAsync(JsonSerializer.Serialize(new { code = (int)status.StatusCode, message = status.Detail }), http.RequestAborted).ConfigureAwait(false);
+            await http.Response.Body.WriteAsync(Json(json =>
+            {
+                json.WriteNumber("code", (int)status.StatusCode);
+                json.WriteString("message", status.Detail);
+            }), http.RequestAborted).ConfigureAwait(false);
             return;
         }
-        var error = new { error = new { grpc_code = (int)status.StatusCode, http_code = httpStatus, message = status.Detail, http_status = Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(httpStatus) } };
-        await http.Response.WriteAsync(JsonSerializer.Serialize(error) + "\n", http.RequestAborted).ConfigureAwait(false);
+        await http.Response.Body.WriteAsync(Json(json =>
+        {
+            json.WriteStartObject("error");
+            json.WriteNumber("grpc_code", (int)status.StatusCode);
+            json.WriteNumber("http_code", httpStatus);
+            json.WriteString("message", status.Detail);
+            json.WriteString("http_status", Microsoft.AspNetCore.WebUtilities.ReasonPhrases.GetReasonPhrase(httpStatus));
+            json.WriteEndObject();
+        }, lineEnd: true), http.RequestAborted).ConfigureAwait(false);
+    }
+
+    // One JSON object written field by field: no reflection-based serializer, so it works trimmed and AOT-compiled.
+    private static ReadOnlyMemory<byte> Json(Action<Utf8JsonWriter> fields, bool lineEnd = false)
+    {
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var json = new Utf8JsonWriter(buffer))
+        {
+            json.WriteStartObject();
+            fields(json);
+            json.WriteEndObject();
+        }
+        if (lineEnd) buffer.Write("\n"u8);
+        return buffer.WrittenMemory;
     }
 
     // grpc-gateway's HTTPStatusFromCode.

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Core;
@@ -91,7 +92,7 @@ public static class GatewayRoutes
             : new RpcException(new Status(StatusCode.Unimplemented, "Method Not Allowed"))));
     }
 
-    private static void Unary<TService, TRequest, TResponse>(IEndpointRouteBuilder app, MessageParser<TRequest> parser,
+    private static void Unary<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicConstructors)] TService, TRequest, TResponse>(IEndpointRouteBuilder app, MessageParser<TRequest> parser,
         Func<TService, TRequest, ServerCallContext, Task<TResponse>> method, params string[] paths)
         where TRequest : IMessage<TRequest>, new() where TResponse : IMessage
     {
@@ -106,7 +107,7 @@ public static class GatewayRoutes
         }
     }
 
-    private static void ServerStream<TService, TRequest, TResponse>(IEndpointRouteBuilder app, MessageParser<TRequest> parser,
+    private static void ServerStream<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicConstructors)] TService, TRequest, TResponse>(IEndpointRouteBuilder app, MessageParser<TRequest> parser,
         Func<TService, TRequest, IServerStreamWriter<TResponse>, ServerCallContext, Task> method, string path)
         where TRequest : IMessage<TRequest>, new() where TResponse : IMessage
     {
@@ -117,7 +118,7 @@ public static class GatewayRoutes
         }));
     }
 
-    private static void Duplex<TService, TRequest, TResponse>(IEndpointRouteBuilder app, MessageParser<TRequest> parser,
+    private static void Duplex<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicConstructors)] TService, TRequest, TResponse>(IEndpointRouteBuilder app, MessageParser<TRequest> parser,
         Func<TService, IAsyncStreamReader<TRequest>, IServerStreamWriter<TResponse>, ServerCallContext, Task> method, string path,
         bool holdOpen, Func<TResponse, IMessage> toJson)
         where TRequest : IMessage<TRequest>, new()
@@ -156,7 +157,7 @@ public static class GatewayRoutes
     }
 
     // Services are made per request, as gRPC makes them, with the request's shard injected.
-    private static TService Service<TService>(HttpContext http) => ActivatorUtilities.CreateInstance<TService>(http.RequestServices);
+    private static TService Service<[DynamicallyAccessedMembers(DynamicallyAccessedMemberTypes.PublicConstructors)] TService>(HttpContext http) => ActivatorUtilities.CreateInstance<TService>(http.RequestServices);
 
     /// <summary>The request body's messages; a held-open stream then waits for the client to go instead of ending.</summary>
     private sealed class Reader<T>(List<T> requests, bool holdOpen) : IAsyncStreamReader<T>
