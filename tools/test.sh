@@ -2,12 +2,17 @@
 # Runs KvJournal's whole test suite, as CI does.
 # Installs the reference etcd and etcdctl first when they are missing (Debian's packages, through
 # ../shared/tools/reference-etcd.sh; nothing else is downloaded), then runs every test project.
-# Tests start real kvjournal and etcd processes on 127.0.0.1 and stop them by PID.
+# Tests start real kvjournal and etcd processes on 127.0.0.1 and stop them by PID. The native build
+# needs clang (Debian's package; .ci/run installs it).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export ETCDREF_HOME=${ETCDREF_HOME:-/tmp/etcdref}
 bash "$root/tools/install-reference-etcd.sh"
 cd "$root"
+# The suite drives the native executable that `dotnet publish` makes (what ships): KvJournal.Testing
+# starts $KVJOURNAL_SERVER. Unset, tests run the JIT build's kvjournal.dll instead (plain `dotnet test`).
+dotnet publish src/KvJournal.Server -c Release -o "$root/artifacts/kvjournal" -v quiet -nologo
+export KVJOURNAL_SERVER="$root/artifacts/kvjournal/kvjournal"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e

@@ -17,9 +17,8 @@ public sealed class ServerFlagsTests
     [InlineData("invalid value \"soon\" for flag --watch-progress-notify-interval", "--watch-progress-notify-interval", "soon")]
     public async Task BadFlagsAreRejectedWithAClearMessage(string message, params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Paths.ServerDll);
-        foreach (var a in args) psi.ArgumentList.Add(a);
+        var psi = new ProcessStartInfo(Paths.ServerProgram) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var a in Paths.ServerArgs(args)) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         string stderr = await p.StandardError.ReadToEndAsync();
         await p.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
@@ -71,8 +70,8 @@ public sealed class ServerFlagsTests
     [Fact]
     public async Task JwtAuthTokensAreRefusedAtStart()
     {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in new[] { Paths.ServerDll, "--auth-token", "jwt,pub-key=a.pub,priv-key=a.key,sign-method=RS256" }) psi.ArgumentList.Add(a);
+        var psi = new ProcessStartInfo(Paths.ServerProgram) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var a in Paths.ServerArgs(["--auth-token", "jwt,pub-key=a.pub,priv-key=a.key,sign-method=RS256"])) psi.ArgumentList.Add(a);
         using var p = Process.Start(psi)!;
         string stderr = await p.StandardError.ReadToEndAsync();
         await p.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));

@@ -9,7 +9,7 @@ namespace KvJournal.Testing;
 public sealed class JournalProcess : ServerProcess
 {
     private JournalProcess(int port, string dataDir, bool ownsDataDir)
-        : base("dotnet", [Paths.ServerDll, "journal", "--listen-urls", $"http://127.0.0.1:{port}", "--data-dir", dataDir], port, dataDir, ownsDataDir)
+        : base(Paths.ServerProgram, Paths.ServerArgs(["journal", "--listen-urls", $"http://127.0.0.1:{port}", "--data-dir", dataDir]), port, dataDir, ownsDataDir)
     {
         Journal = new Journal.JournalClient(Channel);
     }

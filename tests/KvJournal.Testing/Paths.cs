@@ -5,8 +5,18 @@ public static class Paths
 {
     public static string RepoRoot { get; } = FindRepoRoot();
 
-    /// <summary>kvjournal.dll, copied next to the tests (or the harness) by their project reference to the server.</summary>
-    public static string ServerDll => Path.Combine(AppContext.BaseDirectory, "kvjournal.dll");
+    /// <summary>
+    /// The program that starts the server: the native build named by $KVJOURNAL_SERVER when set
+    /// (tools/test.sh publishes it, so the suite tests what ships), else dotnet running the
+    /// kvjournal.dll that the project reference copies next to the tests (or the harness).
+    /// </summary>
+    public static string ServerProgram => NativeServer ?? "dotnet";
+
+    /// <summary>The server's command-line arguments for <see cref="ServerProgram"/>.</summary>
+    public static IEnumerable<string> ServerArgs(IEnumerable<string> args) =>
+        NativeServer is null ? args.Prepend(Path.Combine(AppContext.BaseDirectory, "kvjournal.dll")) : args;
+
+    private static string? NativeServer => Environment.GetEnvironmentVariable("KVJOURNAL_SERVER") is { Length: > 0 } path ? path : null;
 
     /// <summary>The reference etcd's bin folder: $ETCDREF_HOME/bin, default /tmp/etcdref/bin (tools/test.sh installs it).</summary>
     public static string EtcdBin => Path.Combine(Environment.GetEnvironmentVariable("ETCDREF_HOME") is { Length: > 0 } h ? h : "/tmp/etcdref", "bin");

@@ -195,7 +195,7 @@ public sealed class KvJournalProcess : ServerProcess
 {
     private KvJournalProcess(int port, string dataDir, bool ownsDataDir, IEnumerable<string> extraArgs, TlsFiles? tls = null,
         IReadOnlyDictionary<string, string>? environment = null)
-        : base("dotnet", Args(port, dataDir, extraArgs, tls), port, dataDir, ownsDataDir, tls, environment)
+        : base(Paths.ServerProgram, Paths.ServerArgs(Args(port, dataDir, extraArgs, tls)), port, dataDir, ownsDataDir, tls, environment)
     {
     }
 
@@ -206,7 +206,7 @@ public sealed class KvJournalProcess : ServerProcess
     private static IEnumerable<string> Args(int port, string dataDir, IEnumerable<string> extraArgs, TlsFiles? tls)
     {
         string url = $"{(tls is null ? "http" : "https")}://127.0.0.1:{port}";
-        var args = new List<string> { Paths.ServerDll, "--name", "kvj-test", "--data-dir", dataDir, "--listen-client-urls", url, "--advertise-client-urls", url };
+        var args = new List<string> { "--name", "kvj-test", "--data-dir", dataDir, "--listen-client-urls", url, "--advertise-client-urls", url };
         if (tls is not null)
             args.AddRange(["--cert-file", tls.ServerCert, "--key-file", tls.ServerKey, "--trusted-ca-file", tls.CaCert, "--client-cert-auth"]);
         return args.Concat(extraArgs);
