@@ -86,6 +86,9 @@ public sealed class KvJournalServer : IAsyncDisposable
         // Each call is served by the shard its connection came in on.
         builder.Services.AddScoped(sp => router.For(sp.GetRequiredService<IHttpContextAccessor>().HttpContext));
         builder.Services.AddSingleton<GrpcMetrics>();
+        // Stateless: registered once, gRPC takes them from here instead of constructing both per call.
+        builder.Services.AddSingleton<GrpcMetricsInterceptor>();
+        builder.Services.AddSingleton<JournalAvailabilityInterceptor>();
         builder.Services.AddGrpc(o =>
         {
             o.Interceptors.Add<GrpcMetricsInterceptor>();
@@ -161,7 +164,10 @@ public sealed class KvJournalServer : IAsyncDisposable
         logging.AddJsonConsole(o => o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ")
             .SetMinimumLevel(level)
             .AddFilter("Microsoft", l => l >= LogLevel.Warning && l >= level)
-            .AddFilter("Grpc", l => l >= LogLevel.Warning && l >= level);
+            .AddFilter("Grpc", l => l >= LogLevel.Warning && l >= level)
+            // Its lines are per-request Information, which the filter above drops anyway; but while the
+            // category is enabled at all, ASP.NET Core opens a log scope and an Activity for every request.
+            .AddFilter("Microsoft.AspNetCore.Hosting.Diagnostics", LogLevel.None);
     }
 
     private static LogLevel LogLevelOf(string etcdLevel) => etcdLevel switch
