@@ -39,21 +39,20 @@ server_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/pro
 # The client shares the two cores with the server, so CPU per request is what tells the servers'
 # costs apart when req/s is bounded by the cores.
 run() {
-    local name=$1 port=$2 pid=$3 w s0 c0 out
+    local name=$1 port=$2 pid=$3 w s0 s1 c0 c1 out
     bash "$ref" bench "127.0.0.1:$port" load-100k > "$work/$name.load.txt"
     bash "$ref" rss "$pid" > "$work/$name.rss.txt"
     : > "$work/$name.txt"; : > "$work/$name.cpu.txt"
     for w in $(bash "$ref" list | awk '$1 != "load-100k" { print $1 }'); do
         s0=$(server_cpu "$pid"); client_mark; c0=$(client_cpu)
         bash "$ref" bench "127.0.0.1:$port" "$w" > "$work/$name.$w.txt"
-        client_mark
+        s1=$(server_cpu "$pid"); client_mark; c1=$(client_cpu)
         out=$(sed -n 's/.* logs=//p' "$work/$name.$w.txt")/$w.txt
         grep -v '^#' "$work/$name.$w.txt" >> "$work/$name.txt"
         # requests = the tool's first Total (seconds) x its first Requests/sec (the puts, for watch-latency)
-        awk -v w="$w" -v s="$(awk -v a="$s0" -v b="$(server_cpu "$pid")" 'BEGIN { print b - a }')" \
-            -v c="$(awk -v a="$c0" -v b="$(client_cpu)" 'BEGIN { print b - a }')" '
+        awk -v w="$w" -v s="$s0" -v S="$s1" -v c="$c0" -v C="$c1" '
             /Total:/ && !t { t = $2 } /Requests\/sec:/ && !r { r = $2 }
-            END { n = t * r; if (n > 0) printf "%s %.1f %.1f\n", w, s / n * 1e6, c / n * 1e6 }' \
+            END { n = t * r; if (n > 0) printf "%s %.1f %.1f\n", w, (S - s) / n * 1e6, (C - c) / n * 1e6 }' \
             <(tr '\r' '\n' < "$out") >> "$work/$name.cpu.txt"
     done
     echo "$name: done ($(tr '\n' ' ' < "$work/$name.rss.txt"))" >&2
