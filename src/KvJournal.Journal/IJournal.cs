@@ -52,6 +52,9 @@ public interface IJournal : IAsyncDisposable
 
     /// <summary>The newest snapshot, or null when there is none. The caller disposes it.</summary>
     Task<JournalSnapshot?> GetSnapshotAsync(CancellationToken cancellationToken);
+
+    /// <summary>Where an entry lives, for an operator reading a log line: file and offset, or stream and position.</summary>
+    string Describe(long position);
 }
 
 /// <summary>One durable entry as read back: its position and its bytes.</summary>
@@ -65,6 +68,12 @@ public sealed record JournalSnapshot(long Position, Stream Data) : IAsyncDisposa
 
 /// <summary>The journal cannot take or return entries (device failure, disposed, unreachable).</summary>
 public sealed class JournalUnavailableException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>
+/// The journal's bytes are not what was made durable (a checksum mismatch, a gap below the last
+/// commit): the member stops rather than apply or skip them.
+/// </summary>
+public sealed class JournalDamagedException(string message, Exception? inner = null) : Exception(message, inner);
 
 /// <summary>A read asked for entries the journal no longer holds: they are covered by a snapshot.</summary>
 public sealed class JournalTrimmedException(string message) : Exception(message);

@@ -43,9 +43,13 @@ public sealed class FasterLogJournal : IJournal
     // FasterLog's first entry address: a log that begins later has been trimmed.
     private const long FirstAddress = 64;
 
+    private readonly string _directory;
+    private readonly int _segmentBits;
+
     public FasterLogJournal(string directory, int maxEntryBytes)
     {
         Directory.CreateDirectory(directory);
+        _directory = directory;
         // An entry never spans a page: a page holds at least two of the largest entries (≥ 4 MiB).
         int pageBits = Math.Max(22, 64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)maxEntryBytes * 2));
         // Fast commit: a commit is a record in the log itself, so it costs one write of the log's
@@ -60,7 +64,7 @@ public sealed class FasterLogJournal : IJournal
             LogCommitManager = _commitMetadata,
             PageSizeBits = pageBits,
             MemorySizeBits = pageBits + 1,             // 2 pages of tail in memory: one filling while the other flushes
-            SegmentSizeBits = Math.Max(30, pageBits),  // 1 GiB files: trimming frees whole segments
+            SegmentSizeBits = _segmentBits = Math.Max(30, pageBits),  // 1 GiB files: trimming frees whole segments
             LogChecksum = LogChecksumType.PerEntry, // a torn entry at the tail is detected, not applied
             TryRecoverLatest = true,
         };
@@ -182,6 +186,10 @@ public sealed class FasterLogJournal : IJournal
     }
 
     public Task<JournalSnapshot?> GetSnapshotAsync(CancellationToken cancellationToken) => Task.FromResult(_snapshots.OpenNewest());
+
+    // FasterLog names its segment files log.N, each 2^SegmentSizeBits bytes of the address space.
+    public string Describe(long position) =>
+        $"{Path.Combine(_directory, "log." + (position >> _segmentBits))} offset {position & ((1L << _segmentBits) - 1)} (position {position})";
 
     // The address of the last committed entry, found by a scan at open (recovery already dropped
     // any tail that was not committed).

@@ -278,6 +278,8 @@ public sealed class RemoteJournal : IJournal
         }
     }
 
+    public string Describe(long position) => $"journal server stream {_stream} position {position}";
+
     public async Task<JournalSnapshot?> GetSnapshotAsync(CancellationToken cancellationToken)
     {
         var call = _client.GetSnapshot(new GetSnapshotRequest { Stream = _stream }, cancellationToken: cancellationToken);

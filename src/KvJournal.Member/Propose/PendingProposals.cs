@@ -16,13 +16,28 @@ internal sealed class PendingProposals
     // million requests per millisecond of downtime.
     private long _nextId = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() << 20;
 
-    public (ulong Id, Task<ApplyResult> Applied) Register()
+    // Set once the applier stopped: no proposal is registered after it, none waits forever.
+    private int _stopped; // an EtcdError
+
+    /// <summary>
+    /// Registers a proposal; null once the applier stopped (the caller proposes nothing then),
+    /// so no client waits for an entry that will never be applied here.
+    /// </summary>
+    public (ulong Id, Task<ApplyResult> Applied)? Register()
     {
         ulong id = (ulong)Interlocked.Increment(ref _nextId);
         var tcs = new TaskCompletionSource<ApplyResult>(TaskCreationOptions.RunContinuationsAsynchronously);
         _waiting[id] = tcs;
+        // Checked after adding, so a Stop racing with this either sees the waiter or is seen here.
+        if (Volatile.Read(ref _stopped) != 0)
+        {
+            _waiting.TryRemove(id, out _);
+            return null;
+        }
         return (id, tcs.Task);
     }
+
+    public EtcdError StoppedWith => (EtcdError)Volatile.Read(ref _stopped);
 
     public void Complete(ulong id, ApplyResult result)
     {
@@ -31,8 +46,10 @@ internal sealed class PendingProposals
 
     public void Abandon(ulong id) => _waiting.TryRemove(id, out _);
 
-    public void FailAll(EtcdError error)
+    /// <summary>Fails every waiting proposal with <paramref name="error"/> and refuses new ones.</summary>
+    public void Stop(EtcdError error)
     {
+        Volatile.Write(ref _stopped, (int)error);
         foreach (var id in _waiting.Keys) Complete(id, ApplyResult.Fail(error));
     }
 }

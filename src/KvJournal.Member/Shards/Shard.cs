@@ -13,6 +13,8 @@ using KvJournal.Storage.Lease;
 using KvJournal.Storage.Mvcc;
 using KvJournal.Storage.Snapshot;
 using KvJournal.Storage.Watch;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace KvJournal.Member.Shards;
 
@@ -34,6 +36,9 @@ public sealed record ShardOptions(ulong MemberId, int MaxRequestBytes, TimeSpan 
 
     /// <summary>How long a simple auth token lives without use (etcd's --auth-token-ttl).</summary>
     public TimeSpan AuthTokenTtl { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Where the shard's parts log (apply faults, the reason apply stopped).</summary>
+    public ILoggerFactory Logs { get; init; } = NullLoggerFactory.Instance;
 }
 
 /// <summary>
@@ -69,7 +74,8 @@ public sealed class Shard
         };
         Watches = new WatchHub(Store, options.ProgressNotifyInterval);
         Renewals = new LeaseRenewals(this);
-        _tailer = new ShardTailer(journal, Store, _applier, Watches, _pending, _applied, options.MemberId);
+        _tailer = new ShardTailer(journal, Store, _applier, Watches, _pending, _applied, options.MemberId,
+            options.Logs.CreateLogger("KvJournal.Apply"));
     }
 
     public MvccStore Store { get; }
@@ -211,7 +217,8 @@ public sealed class Shard
     /// </summary>
     public async Task<ApplyResult> ProposeAsync(JournalEntry entry, CancellationToken cancellationToken)
     {
-        var (id, applied) = _pending.Register();
+        // Fail-stop: a member that stopped applying appends nothing more to a journal others apply.
+        if (_pending.Register() is not var (id, applied)) return ApplyResult.Fail(_pending.StoppedWith);
         entry.MemberId = _options.MemberId;
         entry.RequestId = id;
         byte[] bytes = JournalEntryCodec.Encode(entry);

@@ -4,6 +4,7 @@ using KvJournal.Member.Reads;
 using KvJournal.Storage.Apply;
 using KvJournal.Storage.Mvcc;
 using KvJournal.Storage.Watch;
+using Microsoft.Extensions.Logging;
 
 namespace KvJournal.Member.Tail;
 
@@ -11,9 +12,15 @@ namespace KvJournal.Member.Tail;
 /// The chaser: reads durable entries from the journal in order, applies each to the store under
 /// its write lock, dispatches the new revision to watchers, then wakes the proposer of the entry
 /// (if it is this member) and the reads waiting for that position: a client that saw its write
-/// acknowledged can count on the watchers having been handed it. Apply is fail-stop: an exception stops the shard; entries are
-/// never skipped, since a member that skipped one would diverge from every other.
+/// acknowledged can count on the watchers having been handed it.
 /// </summary>
+/// <remarks>
+/// Apply is deterministic, so a well-formed entry that fails (a fault applying it, a body that
+/// does not parse) fails its request alone, the same way on every member. Fail-stop is kept for
+/// what no member can apply alike: a damaged entry (checksum, format), an entry of an unknown kind,
+/// or the journal's read failing. Entries are never skipped, since a member that skipped one
+/// would diverge from every other.
+/// </remarks>
 internal sealed class ShardTailer(
     IJournal journal,
     MvccStore store,
@@ -21,9 +28,13 @@ internal sealed class ShardTailer(
     WatchHub watches,
     PendingProposals pending,
     AppliedPosition applied,
-    ulong memberId)
+    ulong memberId,
+    ILogger logger)
 {
-    public Exception? Failure { get; private set; }
+    private Exception? _failure;
+
+    /// <summary>Why this member stopped applying, once it did; set before any waiter is failed.</summary>
+    public Exception? Failure => Volatile.Read(ref _failure);
 
     private long _appliedEntries;
 
@@ -32,27 +43,36 @@ internal sealed class ShardTailer(
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
+        long position = applied.Value;
         try
         {
             await foreach (var raw in journal.ReadAsync(applied.Value, cancellationToken).ConfigureAwait(false))
             {
-                var entry = JournalEntryCodec.Decode(raw.Data.Span);
+                position = raw.Position;
+                var decoded = JournalEntryCodec.Decode(raw.Data);
+                if (decoded.Status == EntryStatus.Damaged)
+                    throw new JournalDamagedException($"journal entry at {journal.Describe(raw.Position)} is damaged: {decoded.Problem}");
                 ApplyResult result;
                 long before = store.CurrentRevision;
                 store.Lock.EnterWriteLock();
                 try
                 {
-                    result = applier.Apply(entry);
+                    result = decoded.Status == EntryStatus.Ok
+                        ? applier.Apply(decoded.Entry!)
+                        : applier.Unreadable(decoded.MemberId, decoded.RequestId, decoded.Problem!);
                     applier.Position = raw.Position; // a state snapshot taken under the lock names this position
                 }
                 finally
                 {
                     store.Lock.ExitWriteLock();
                 }
+                if (result.Fault is { } fault && logger.IsEnabled(LogLevel.Error))
+                    logger.LogError(fault, "journal entry at {Position} from member {MemberId:x} request {RequestId} could not be applied; its request failed on every member",
+                        journal.Describe(raw.Position), decoded.MemberId, decoded.RequestId);
                 if (store.CurrentRevision != before) watches.Notify(store.CurrentRevision);
                 applied.Advance(raw.Position);
                 Interlocked.Increment(ref _appliedEntries);
-                if (entry.MemberId == memberId) pending.Complete(entry.RequestId, result);
+                if (decoded.MemberId == memberId) pending.Complete(decoded.RequestId, result);
             }
             Stop(new OperationCanceledException("shard stopped"));
         }
@@ -62,7 +82,10 @@ internal sealed class ShardTailer(
         }
         catch (Exception ex)
         {
-            Failure = ex;
+            if (logger.IsEnabled(LogLevel.Critical))
+                logger.LogCritical(ex, "apply stopped at {Position}: this member proposes nothing more and fails its callers until it is restarted on a sound journal",
+                    journal.Describe(position));
+            Volatile.Write(ref _failure, ex);
             Stop(ex);
             throw;
         }
@@ -70,8 +93,8 @@ internal sealed class ShardTailer(
 
     private void Stop(Exception reason)
     {
+        pending.Stop(EtcdError.Stopped);
         applied.Stop(reason);
         watches.Stop(reason);
-        pending.FailAll(EtcdError.Stopped);
     }
 }

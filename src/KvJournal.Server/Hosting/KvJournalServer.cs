@@ -47,7 +47,14 @@ public sealed class KvJournalServer : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private WebApplication? _app;
 
-    public KvJournalServer(ServerOptions options) => _options = options;
+    // The member's own parts (shards, journal) log here from before the web host exists.
+    private readonly ILoggerFactory _logs;
+
+    public KvJournalServer(ServerOptions options)
+    {
+        _options = options;
+        _logs = LoggerFactory.Create(logging => JsonLogs(logging, options.LogLevel));
+    }
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -135,6 +142,7 @@ public sealed class KvJournalServer : IAsyncDisposable
             QuotaBytes = _options.QuotaOf(name),
             SnapshotCount = _options.SnapshotCount,
             AuthTokenTtl = _options.AuthTokenTtl,
+            Logs = _logs,
             ClientUrls = [.. advertise.Select(u => u.GetLeftPart(UriPartial.Authority))],
         }, cancellationToken).ConfigureAwait(false);
         var hosted = new HostedShard(journal, shard, listen);
@@ -223,5 +231,6 @@ public sealed class KvJournalServer : IAsyncDisposable
             await hosted.Journal.DisposeAsync().ConfigureAwait(false);
         }
         _journalChannel?.Dispose();
+        _logs.Dispose();
     }
 }

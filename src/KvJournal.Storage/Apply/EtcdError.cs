@@ -29,6 +29,10 @@ public enum EtcdError : byte
     EmptyOp,
     /// <summary>A second copy of an entry already applied (a retried append); skipped.</summary>
     RepeatedEntry,
+    /// <summary>A well-formed entry that could not be applied (a fault while applying it, or a body that does not parse); it changed nothing.</summary>
+    ApplyFailed,
+    /// <summary>A txn nested deeper than the journal entry format carries (JournalEntryCodec.MaxTxnDepth).</summary>
+    TxnTooDeep,
     /// <summary>The member stopped applying (fail-stop after an apply failure) or is shutting down.</summary>
     Stopped,
     // Auth (etcd: server/auth/store.go), refused at the API or when the entry is applied.

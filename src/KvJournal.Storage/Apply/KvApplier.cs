@@ -7,12 +7,21 @@ using KvJournal.Storage.Mvcc;
 
 namespace KvJournal.Storage.Apply;
 
-/// <summary>The result of applying one entry: the response for the proposer, or an expected error.</summary>
-public readonly record struct ApplyResult(IMessage? Response, EtcdError Error)
+/// <summary>
+/// The result of applying one entry: the response for the proposer, or an expected error;
+/// <see cref="Fault"/> is the exception behind an <see cref="EtcdError.ApplyFailed"/>, for the log.
+/// </summary>
+public readonly record struct ApplyResult(IMessage? Response, EtcdError Error, Exception? Fault = null)
 {
     public static ApplyResult Ok(IMessage response) => new(response, EtcdError.None);
     public static ApplyResult Fail(EtcdError error) => new(null, error);
 }
+
+/// <summary>
+/// A well-formed entry of a kind this version does not know (written by a newer one): skipping it
+/// would make this member diverge from those that apply it, so the member stops instead.
+/// </summary>
+public sealed class UnknownEntryException(string message) : Exception(message);
 
 /// <summary>
 /// Applies journal entries to the store, one at a time, in journal order. Deterministic: the same
@@ -70,12 +79,40 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
     /// <summary>This member's wall clock in Unix ms: only for token lifetimes, which are member-local.</summary>
     public Func<long> Clock { get; init; } = static () => DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
 
+    /// <summary>
+    /// Applies one entry. Whatever goes wrong applying a well-formed entry fails that request alone,
+    /// the same way on every member: an exception takes back the entry's store writes and answers
+    /// <see cref="EtcdError.ApplyFailed"/>. Only an entry of an unknown kind stops the member
+    /// (<see cref="UnknownEntryException"/>).
+    /// </summary>
     public ApplyResult Apply(JournalEntry entry)
     {
         // Request id 0: an entry not from a proposer (tools, tests), never retried.
         if (entry.RequestId != 0 && !AppliedRequests.TryAdd(entry.MemberId, entry.RequestId)) return ApplyResult.Fail(EtcdError.RepeatedEntry);
-        // Checked here, against the auth state as of this entry, so every member decides alike.
-        if (Auth.Enabled && CheckPermission(entry) is var denied && denied != EtcdError.None) return ApplyResult.Fail(denied);
+        try
+        {
+            // Checked here, against the auth state as of this entry, so every member decides alike.
+            if (Auth.Enabled && CheckPermission(entry) is var denied && denied != EtcdError.None) return ApplyResult.Fail(denied);
+            return Dispatch(entry);
+        }
+        catch (Exception ex) when (ex is not UnknownEntryException and not OutOfMemoryException)
+        {
+            return new ApplyResult(null, EtcdError.ApplyFailed, ex);
+        }
+    }
+
+    /// <summary>
+    /// The answer to an entry whose frame is sound but whose body does not parse (the same bytes on
+    /// every member, so the same answer): it changes nothing and its request fails.
+    /// </summary>
+    public ApplyResult Unreadable(ulong memberId, ulong requestId, string problem)
+    {
+        if (requestId != 0 && !AppliedRequests.TryAdd(memberId, requestId)) return ApplyResult.Fail(EtcdError.RepeatedEntry);
+        return new ApplyResult(null, EtcdError.ApplyFailed, new InvalidDataException(problem));
+    }
+
+    private ApplyResult Dispatch(JournalEntry entry)
+    {
         switch (entry.BodyCase)
         {
             case JournalEntry.BodyOneofCase.Bootstrap:
@@ -137,7 +174,7 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
                 return AuthChange(Auth.RoleRevokePermission(entry.RoleRevokePermission), new AuthRoleRevokePermissionResponse());
             default:
                 // An entry this version does not know: fail-stop rather than skip it and diverge.
-                throw new InvalidDataException($"journal entry with unknown body {entry.BodyCase}");
+                throw new UnknownEntryException($"journal entry with unknown body {entry.BodyCase}");
         }
     }
 
@@ -172,12 +209,17 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
     private ApplyResult Write<TRequest>(TRequest request, Func<TxnExecutor, MvccStore.MvccTxn, TRequest, ApplyResult> op)
     {
         var txn = store.Begin(writable: true);
+        bool applied = false;
         try
         {
-            return op(txns, txn, request);
+            var result = op(txns, txn, request);
+            applied = true;
+            return result;
         }
         finally
         {
+            // A write cut short by an exception leaves nothing behind: no partial txn, no revision.
+            if (!applied) txn.Abort();
             txn.End();
         }
     }

@@ -81,31 +81,17 @@ public sealed class MvccStore
                 if (v.ModRevision > revision) break;
                 if (!any)
                 {
-                    crc = CrcBytes(crc, h.Key.Span);
+                    crc = Crc32C.Append(crc, h.Key.Span);
                     any = true;
                 }
-                crc = CrcLong(crc, v.ModRevision);
-                crc = CrcLong(crc, v.CreateRevision);
-                crc = CrcLong(crc, v.Version);
-                crc = CrcLong(crc, v.Lease);
-                crc = CrcBytes(crc, v.Value.Span);
+                crc = Crc32C.Append(crc, v.ModRevision);
+                crc = Crc32C.Append(crc, v.CreateRevision);
+                crc = Crc32C.Append(crc, v.Version);
+                crc = Crc32C.Append(crc, v.Lease);
+                crc = Crc32C.Append(crc, v.Value.Span);
             }
         }
         return crc;
-
-        static uint CrcBytes(uint crc, ReadOnlySpan<byte> bytes)
-        {
-            // Eight bytes per step (the CPU's crc32 instruction where it has one), then the tail.
-            while (bytes.Length >= 8)
-            {
-                crc = System.Numerics.BitOperations.Crc32C(crc, System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(bytes));
-                bytes = bytes[8..];
-            }
-            foreach (byte b in bytes) crc = System.Numerics.BitOperations.Crc32C(crc, b);
-            return crc;
-        }
-
-        static uint CrcLong(uint crc, long value) => System.Numerics.BitOperations.Crc32C(crc, (ulong)value);
     }
 
     /// <summary>Every key's history in key order (a state snapshot's keys); read under the lock.</summary>

@@ -28,6 +28,9 @@ public static class EtcdErrors
         EtcdError.DuplicateKey => new(StatusCode.InvalidArgument, "etcdserver: duplicate key given in txn request"),
         EtcdError.JournalUnavailable => new(StatusCode.Unavailable, "etcdserver: request timed out, journal unavailable"),
         EtcdError.Stopped => new(StatusCode.Unavailable, "etcdserver: server stopped"),
+        // etcd has neither: it serves any depth (Go stacks grow) and has no fault short of a panic.
+        EtcdError.TxnTooDeep => new(StatusCode.InvalidArgument, "etcdserver: txn nested too deeply"),
+        EtcdError.ApplyFailed => new(StatusCode.Internal, "etcdserver: request could not be applied"),
         EtcdError.PermissionDenied => new(StatusCode.PermissionDenied, "etcdserver: permission denied"),
         EtcdError.UserEmpty => new(StatusCode.InvalidArgument, "etcdserver: user name is empty"),
         EtcdError.InvalidAuthToken => new(StatusCode.Unauthenticated, "etcdserver: invalid auth token"),

@@ -1,5 +1,6 @@
 using Etcdserverpb;
 using Google.Protobuf;
+using KvJournal.Member.Propose;
 using KvJournal.Storage.Apply;
 using KvJournal.Storage.Mvcc;
 using KvJournal.Storage.Watch;
@@ -53,14 +54,17 @@ public static class RequestValidator
     /// <summary>Shape checks, then etcd's rule that one branch never writes a key twice.</summary>
     public static EtcdError Txn(TxnRequest t, int maxTxnOps)
     {
-        var error = TxnShape(t, maxTxnOps);
+        var error = TxnShape(t, maxTxnOps, depth: 1);
         if (error != EtcdError.None) return error;
         if (!Intervals(t.Success, out _, out _) || !Intervals(t.Failure, out _, out _)) return EtcdError.DuplicateKey;
         return EtcdError.None;
     }
 
-    private static EtcdError TxnShape(TxnRequest t, int maxTxnOps)
+    // depth: this txn's level (1 = the request itself); deeper than the journal entry format
+    // carries is refused before the recursion below could run out of stack.
+    private static EtcdError TxnShape(TxnRequest t, int maxTxnOps, int depth)
     {
+        if (depth > JournalEntryCodec.MaxTxnDepth) return EtcdError.TxnTooDeep;
         int ops = Math.Max(t.Compare.Count, Math.Max(t.Success.Count, t.Failure.Count));
         if (ops > maxTxnOps) return EtcdError.TooManyOps;
         foreach (var c in t.Compare)
@@ -69,23 +73,23 @@ public static class RequestValidator
         }
         foreach (var op in t.Success)
         {
-            var e = Op(op, maxTxnOps);
+            var e = Op(op, maxTxnOps, depth);
             if (e != EtcdError.None) return e;
         }
         foreach (var op in t.Failure)
         {
-            var e = Op(op, maxTxnOps);
+            var e = Op(op, maxTxnOps, depth);
             if (e != EtcdError.None) return e;
         }
         return EtcdError.None;
     }
 
-    private static EtcdError Op(RequestOp op, int maxTxnOps) => op.RequestCase switch
+    private static EtcdError Op(RequestOp op, int maxTxnOps, int depth) => op.RequestCase switch
     {
         RequestOp.RequestOneofCase.RequestRange => Range(op.RequestRange),
         RequestOp.RequestOneofCase.RequestPut => Put(op.RequestPut),
         RequestOp.RequestOneofCase.RequestDeleteRange => DeleteRange(op.RequestDeleteRange),
-        RequestOp.RequestOneofCase.RequestTxn => TxnShape(op.RequestTxn, maxTxnOps),
+        RequestOp.RequestOneofCase.RequestTxn => TxnShape(op.RequestTxn, maxTxnOps, depth + 1),
         _ => EtcdError.EmptyOp,
     };
 
