@@ -33,7 +33,16 @@ public static class Program
 
         // SIGINT and SIGTERM stop the host (its console lifetime); the server then closes the journal.
         await using var server = new KvJournalServer(options);
-        await server.StartAsync(CancellationToken.None);
+        try
+        {
+            await server.StartAsync(CancellationToken.None);
+        }
+        catch (Exception ex) when (ex is KvJournal.Journal.JournalDamagedException or InvalidDataException)
+        {
+            // A damaged journal or snapshot: refuse to start, saying where and what to do.
+            Console.Error.WriteLine($"kvjournal: cannot start member {options.Name}: {ex.Message}");
+            return 1;
+        }
         Console.Error.WriteLine($"kvjournal: member {options.Name} ready to serve client requests on {string.Join(",", options.ListenClientUrls)} (data dir {Path.GetFullPath(options.EffectiveDataDir)})");
         await server.WaitForShutdownAsync(CancellationToken.None);
         Console.Error.WriteLine($"kvjournal: member {options.Name} stopped");

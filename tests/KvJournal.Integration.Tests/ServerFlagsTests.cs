@@ -62,15 +62,11 @@ public sealed class ServerFlagsTests
     public Task JwtAuthTokensAreRefusedAtStart() =>
         AssertRefusedAtStartAsync("KvJournal serves simple tokens only", ["--auth-token", "jwt,pub-key=a.pub,priv-key=a.key,sign-method=RS256"]);
 
-    // The server, started with these flags, exits with code 2 and says why on stderr.
+    // The server, started with these flags, exits with code 2 and says why.
     private static async Task AssertRefusedAtStartAsync(string message, string[] args)
     {
-        var psi = new ProcessStartInfo(Paths.ServerProgram) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in Paths.ServerArgs(args)) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        string stderr = await p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
-        Assert.Equal(2, p.ExitCode);
-        Assert.Contains(message, stderr);
+        var (exitCode, output) = await KvJournalProcess.RunToExitAsync(TimeSpan.FromSeconds(60), args);
+        Assert.Equal(2, exitCode);
+        Assert.Contains(message, output);
     }
 }

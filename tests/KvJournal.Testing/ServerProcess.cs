@@ -212,6 +212,33 @@ public sealed class KvJournalProcess : ServerProcess
         return args.Concat(extraArgs);
     }
 
+    /// <summary>
+    /// Runs the kvjournal executable with <paramref name="args"/> as they are (no defaults added)
+    /// and returns its exit code and output once it exits; fails if it is still running after
+    /// <paramref name="timeout"/> (a start that hangs), killing it.
+    /// </summary>
+    public static async Task<(int ExitCode, string Output)> RunToExitAsync(TimeSpan timeout, params string[] args)
+    {
+        var psi = new ProcessStartInfo(Paths.ServerProgram) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var a in Paths.ServerArgs(args)) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        try
+        {
+            await p.WaitForExitAsync().WaitAsync(timeout);
+        }
+        catch (TimeoutException)
+        {
+            p.Kill();
+            throw new TimeoutException($"kvjournal {string.Join(' ', args)} still running after {timeout}");
+        }
+        return (p.ExitCode, await stdout + await stderr);
+    }
+
+    /// <summary>The arguments a test member runs with: its name, data dir and client URL on 127.0.0.1.</summary>
+    public static string[] MemberArgs(int port, string dataDir, params string[] extraArgs) => [.. Args(port, dataDir, extraArgs, null)];
+
     /// <summary>Starts a member on https:// with mTLS: the server and client certificates of <paramref name="tls"/>.</summary>
     public static Task<KvJournalProcess> StartWithTlsAsync(TlsFiles tls) =>
         ReadyAsync(() => new KvJournalProcess(Ports.Free(), Paths.NewTempDir("kvj-tls"), true, [], tls));

@@ -134,7 +134,7 @@ public sealed class KvJournalServer : IAsyncDisposable
         // FasterLog with room for the entry framing around the largest request.
         IJournal journal = _options.JournalEndpoints.Count > 0
             ? new RemoteJournal((_journalChannel ??= RemoteJournal.Connect(_options.JournalEndpoints[0])).CreateCallInvoker(), name)
-            : new FasterLogJournal(journalDir, _options.MaxRequestBytes + 64 * 1024);
+            : new FasterLogJournal(journalDir, _options.MaxRequestBytes + 64 * 1024, _logs.CreateLogger("KvJournal.Journal"), _options.UnsafeAcceptJournalLoss);
         var shard = await Shard.OpenAsync(journal, new ShardOptions(memberId, _options.MaxRequestBytes, _options.WatchProgressNotifyInterval)
         {
             Name = name,

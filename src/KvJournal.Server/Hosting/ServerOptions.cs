@@ -43,6 +43,12 @@ public sealed record ServerOptions
     /// <summary>Applied entries between state snapshots stored in the journal (etcd's --snapshot-count); 0 = none.</summary>
     public long SnapshotCount { get; init; } = 100_000;
 
+    /// <summary>
+    /// Start on an embedded journal that lost or damaged acknowledged entries, going on with what
+    /// can be read (the operator's way out of a refused start; acknowledged writes are lost).
+    /// </summary>
+    public bool UnsafeAcceptJournalLoss { get; init; }
+
     /// <summary>The journal server this member shares with others; empty = the embedded journal under --data-dir.</summary>
     public IReadOnlyList<Uri> JournalEndpoints { get; init; } = [];
 
@@ -90,6 +96,8 @@ public sealed record ServerOptions
                                           without it the journal is embedded under --data-dir
           --snapshot-count N              applied entries between state snapshots kept with the journal, which
                                           new and restarting members start from (default 100000; 0 = none)
+          --unsafe-accept-journal-loss    start even though the embedded journal lost or damaged acknowledged
+                                          entries (refused otherwise), going on with those that can be read
           --shard NAME=URLS               serve a further keyspace NAME on URLS (repeatable)
           --shard-quota-backend-bytes NAME=N   that shard's quota (repeatable; default: --quota-backend-bytes)
           --auth-token TYPE               auth token type; only "simple" (the default) is served
@@ -138,11 +146,11 @@ public sealed record ServerOptions
         "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-metrics-urls", "max-request-bytes",
         "max-txn-ops", "quota-backend-bytes", "watch-progress-notify-interval", "experimental-watch-progress-notify-interval",
         "cert-file", "key-file", "trusted-ca-file", "client-cert-auth", "auto-compaction-mode", "auto-compaction-retention",
-        "log-level", "shard", "shard-quota-backend-bytes", "journal-endpoints", "snapshot-count",
+        "log-level", "shard", "shard-quota-backend-bytes", "journal-endpoints", "snapshot-count", "unsafe-accept-journal-loss",
         "auth-token", "auth-token-ttl", "bcrypt-cost",
     ];
 
-    private static readonly HashSet<string> BooleanFlags = ["client-cert-auth"];
+    private static readonly HashSet<string> BooleanFlags = ["client-cert-auth", "unsafe-accept-journal-loss"];
 
     // Go's flag syntax: --name value, --name=value, one or two dashes; a boolean flag alone is true.
     internal static List<(string Name, string Value)> ReadFlags(IReadOnlyList<string> args, IReadOnlySet<string> known, IReadOnlySet<string> booleans)
@@ -190,6 +198,7 @@ public sealed record ServerOptions
         "key-file" => this with { KeyFile = value },
         "trusted-ca-file" => this with { TrustedCaFile = value },
         "client-cert-auth" => this with { ClientCertAuth = Bool(name, value) },
+        "unsafe-accept-journal-loss" => this with { UnsafeAcceptJournalLoss = Bool(name, value) },
         "auto-compaction-mode" => this with
         {
             AutoCompactionMode = value is "periodic" or "revision" ? value : throw new ArgumentException($"invalid value \"{value}\" for flag --{name}: want periodic or revision"),
