@@ -50,8 +50,12 @@ public interface IJournal : IAsyncDisposable
     /// </summary>
     Task PutSnapshotAsync(long position, Stream snapshot, CancellationToken cancellationToken);
 
-    /// <summary>The newest snapshot, or null when there is none. The caller disposes it.</summary>
-    Task<JournalSnapshot?> GetSnapshotAsync(CancellationToken cancellationToken);
+    /// <summary>
+    /// The newest snapshot covering a position below <paramref name="belowPosition"/>
+    /// (<see cref="long.MaxValue"/>: the newest of all), or null when there is none. The caller
+    /// disposes it. A member whose newest snapshot is damaged asks for the one before it.
+    /// </summary>
+    Task<JournalSnapshot?> GetSnapshotAsync(long belowPosition, CancellationToken cancellationToken);
 
     /// <summary>Where an entry lives, for an operator reading a log line: file and offset, or stream and position.</summary>
     string Describe(long position);
@@ -60,8 +64,8 @@ public interface IJournal : IAsyncDisposable
 /// <summary>One durable entry as read back: its position and its bytes.</summary>
 public readonly record struct JournalRecord(long Position, ReadOnlyMemory<byte> Data);
 
-/// <summary>A stored snapshot: the position it covers and its bytes.</summary>
-public sealed record JournalSnapshot(long Position, Stream Data) : IAsyncDisposable
+/// <summary>A stored snapshot: the position it covers, its bytes, and where it is kept (a file, a stream), for messages.</summary>
+public sealed record JournalSnapshot(long Position, Stream Data, string Source) : IAsyncDisposable
 {
     public ValueTask DisposeAsync() => Data.DisposeAsync();
 }

@@ -192,4 +192,56 @@ public sealed class DamagedJournalTests(DamagedJournalTests.AcknowledgedJournal 
         }
         Paths.DeleteDir(dir);
     }
+
+    [Fact]
+    public async Task ADamagedSnapshotIsPassedOverForTheOneBeforeItAndWithNoneLeftTheStartIsRefused()
+    {
+        string dir = Paths.NewTempDir("kvj-snapshots");
+        string snapshots = Path.Combine(dir, "journal", "snapshots");
+        var acknowledged = new Dictionary<string, string>();
+        await using (var kvj = await KvJournalProcess.StartAsync(dir, "--snapshot-count", "300"))
+        {
+            // Snapshots are taken in the background (checked each second): write past the count,
+            // wait for the next one, twice, then write some more that only the journal holds.
+            for (int round = 1; round <= 3; round++)
+            {
+                for (int i = 0; i < 350; i++)
+                {
+                    string key = $"/s/{round}/{i}";
+                    acknowledged[key] = $"v{round} {i}";
+                    await kvj.Kv.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8(key), Value = ByteString.CopyFromUtf8(acknowledged[key]) });
+                }
+                var deadline = DateTime.UtcNow.AddSeconds(30);
+                while (round < 3 && Directory.GetFiles(snapshots, "*.snap").Length < round) await Task.Delay(20).WaitAsync(deadline - DateTime.UtcNow);
+            }
+            await kvj.KillAsync();
+        }
+        var files = Directory.GetFiles(snapshots, "*.snap").Order(StringComparer.Ordinal).ToArray();
+        Assert.Equal(2, files.Length);
+        static void Flip(string file)
+        {
+            using var f = File.OpenWrite(file);
+            f.Position = f.Length / 2;
+            f.WriteByte(0x5a);
+            f.WriteByte(0xa5);
+        }
+
+        Flip(files[1]);
+        await using (var kvj = await KvJournalProcess.StartAsync(dir))
+        {
+            var all = await kvj.Kv.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8("/s/"), RangeEnd = ByteString.CopyFromUtf8("/s0") });
+            Assert.Equal(acknowledged.Count, all.Kvs.Count);
+            foreach (var kv in all.Kvs) Assert.Equal(acknowledged[kv.Key.ToStringUtf8()], kv.Value.ToStringUtf8());
+            Assert.Contains($"state snapshot {files[1]} is damaged", kvj.Output);
+            Assert.Contains("trying the snapshot before it", kvj.Output);
+            await kvj.KillAsync();
+        }
+
+        Flip(files[0]);
+        var (exitCode, output) = await KvJournalProcess.RunToExitAsync(StartLimit, Member(dir));
+        Assert.Equal(1, exitCode);
+        Assert.Contains($"state snapshot {files[0]} is damaged", output);
+        Assert.Contains("no older snapshot is left to start from", output);
+        Paths.DeleteDir(dir);
+    }
 }

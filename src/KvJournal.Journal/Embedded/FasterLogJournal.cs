@@ -319,7 +319,7 @@ public sealed class FasterLogJournal : IJournal
         await TrimBelowAsync(oldestKept, cancellationToken).ConfigureAwait(false);
     }
 
-    public Task<JournalSnapshot?> GetSnapshotAsync(CancellationToken cancellationToken) => Task.FromResult(_snapshots.OpenNewest());
+    public Task<JournalSnapshot?> GetSnapshotAsync(long belowPosition, CancellationToken cancellationToken) => Task.FromResult(_snapshots.OpenNewest(belowPosition));
 
     // FasterLog names its segment files fasterlog.log.N, each 2^SegmentSizeBits bytes of the address space.
     public string Describe(long position) =>

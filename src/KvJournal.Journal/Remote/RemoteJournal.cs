@@ -280,8 +280,10 @@ public sealed class RemoteJournal : IJournal
 
     public string Describe(long position) => $"journal server stream {_stream} position {position}";
 
-    public async Task<JournalSnapshot?> GetSnapshotAsync(CancellationToken cancellationToken)
+    public async Task<JournalSnapshot?> GetSnapshotAsync(long belowPosition, CancellationToken cancellationToken)
     {
+        // The journal server hands out its newest snapshot only.
+        if (belowPosition != long.MaxValue) return null;
         var call = _client.GetSnapshot(new GetSnapshotRequest { Stream = _stream }, cancellationToken: cancellationToken);
         try
         {
@@ -291,7 +293,7 @@ public sealed class RemoteJournal : IJournal
                 return null;
             }
             var first = call.ResponseStream.Current;
-            return new JournalSnapshot(first.Position, new ChunkReadStream(call.ResponseStream, first, call));
+            return new JournalSnapshot(first.Position, new ChunkReadStream(call.ResponseStream, first, call), $"journal server stream {_stream} snapshot at position {first.Position}");
         }
         catch (RpcException ex)
         {

@@ -124,7 +124,7 @@ public sealed class JournalService(JournalStreams streams) : Protos.JournalServi
     public override async Task GetSnapshot(GetSnapshotRequest request, IServerStreamWriter<SnapshotChunk> responseStream, ServerCallContext context)
     {
         var journal = Stream(request.Stream);
-        var snapshot = await journal.GetSnapshotAsync(context.CancellationToken).ConfigureAwait(false);
+        var snapshot = await journal.GetSnapshotAsync(long.MaxValue, context.CancellationToken).ConfigureAwait(false);
         if (snapshot is null) return;
         await using (snapshot.ConfigureAwait(false))
         {

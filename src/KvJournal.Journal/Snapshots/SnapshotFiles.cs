@@ -58,13 +58,18 @@ public sealed class SnapshotFiles
         }
     }
 
-    /// <summary>The newest snapshot, or null.</summary>
-    public JournalSnapshot? OpenNewest()
+    /// <summary>The newest snapshot covering a position below <paramref name="belowPosition"/>, or null.</summary>
+    public JournalSnapshot? OpenNewest(long belowPosition = long.MaxValue)
     {
         var positions = Positions();
-        if (positions.Count == 0) return null;
-        long position = positions[^1];
-        return new JournalSnapshot(position, new FileStream(PathOf(position), FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan));
+        for (int i = positions.Count - 1; i >= 0; i--)
+        {
+            long position = positions[i];
+            if (position >= belowPosition) continue;
+            string path = PathOf(position);
+            return new JournalSnapshot(position, new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan), path);
+        }
+        return null;
     }
 
     private string PathOf(long position) => Path.Combine(_directory, position.ToString("D20", CultureInfo.InvariantCulture) + Suffix);

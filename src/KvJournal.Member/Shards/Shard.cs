@@ -190,25 +190,46 @@ public sealed class Shard
         return shard;
     }
 
-    // Start-up = the newest state snapshot the journal keeps + the journal after it.
+    // Start-up = the newest state snapshot the journal keeps + the journal after it. A damaged
+    // snapshot (its SHA-256 trailer) is passed over for the one before it, which the journal keeps
+    // for this and is not trimmed below; with none left the member refuses to start.
     private async Task RestoreLatestSnapshotAsync(CancellationToken cancellationToken)
     {
-        var snapshot = await _journal.GetSnapshotAsync(cancellationToken).ConfigureAwait(false);
-        if (snapshot is null) return;
-        await using (snapshot.ConfigureAwait(false))
+        var logger = _options.Logs.CreateLogger("KvJournal.Snapshot");
+        long below = long.MaxValue;
+        string? damaged = null;
+        while (await _journal.GetSnapshotAsync(below, cancellationToken).ConfigureAwait(false) is { } snapshot)
         {
-            string file = await StateSnapshots.DownloadAsync(snapshot.Data, cancellationToken).ConfigureAwait(false);
-            try
+            await using (snapshot.ConfigureAwait(false))
             {
-                long position = StateSnapshot.Read(file, Store, Leases, _applier);
-                _applied.Advance(position);
-                StartedFromSnapshot = position;
-            }
-            finally
-            {
-                File.Delete(file);
+                string file = await StateSnapshots.DownloadAsync(snapshot.Data, cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    // Verified before anything is loaded, so passing over it leaves the store empty.
+                    StateSnapshot.Verify(file);
+                }
+                catch (InvalidDataException ex)
+                {
+                    File.Delete(file);
+                    damaged = $"state snapshot {snapshot.Source} is damaged: {ex.Message}";
+                    if (logger.IsEnabled(LogLevel.Error)) logger.LogError("{Problem}; trying the snapshot before it", damaged);
+                    below = snapshot.Position;
+                    continue;
+                }
+                try
+                {
+                    long position = StateSnapshot.Read(file, Store, Leases, _applier);
+                    _applied.Advance(position);
+                    StartedFromSnapshot = position;
+                    return;
+                }
+                finally
+                {
+                    File.Delete(file);
+                }
             }
         }
+        if (damaged is not null) throw new JournalDamagedException($"{damaged}, and no older snapshot is left to start from");
     }
 
     /// <summary>

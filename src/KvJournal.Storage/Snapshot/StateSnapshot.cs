@@ -76,9 +76,12 @@ public static class StateSnapshot
     /// returns the journal position it covers. Throws <see cref="InvalidDataException"/> when the
     /// file is not a whole, intact state snapshot.
     /// </summary>
+    /// <summary>
+    /// Loads a snapshot that <see cref="Verify"/> accepted into a fresh store, lessor and applier;
+    /// returns the journal position it covers.
+    /// </summary>
     public static long Read(string path, MvccStore store, Lessor lessor, KvApplier applier)
     {
-        Verify(path);
         using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
         Span<byte> magic = stackalloc byte[8];
         file.ReadExactly(magic);
@@ -141,7 +144,8 @@ public static class StateSnapshot
     }
 
     // The magic at the start and the SHA-256 of everything before the last 32 bytes at the end.
-    private static void Verify(string path)
+    /// <summary>Checks the magic and the SHA-256 trailer; throws <see cref="InvalidDataException"/> for a damaged or truncated file.</summary>
+    public static void Verify(string path)
     {
         using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.SequentialScan);
         if (file.Length < Magic.Length + 1 + HashBytes) throw new InvalidDataException("state snapshot is truncated");
