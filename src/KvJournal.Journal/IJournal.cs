@@ -33,6 +33,9 @@ public interface IJournal : IAsyncDisposable
     /// <summary>Whether the journal answered the last time it was asked (embedded: it has not failed).</summary>
     bool IsReachable { get; }
 
+    /// <summary>Whether writes fail because the journal's device is full (the member reports NOSPACE for it).</summary>
+    bool DiskFull => false;
+
     /// <summary>
     /// Reads durable entries after <paramref name="afterPosition"/> (-1 = from the first entry) in
     /// order and keeps tailing, until cancelled. <paramref name="afterPosition"/> must be -1 or the

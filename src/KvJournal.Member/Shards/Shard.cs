@@ -99,8 +99,23 @@ public sealed class Shard
 
     public ulong ClusterId => _applier.ClusterId;
 
-    /// <summary>Active alarms; read them under the store's lock (<see cref="Read{T}"/>).</summary>
-    public IReadOnlyCollection<Etcdserverpb.AlarmMember> Alarms => _applier.Alarms;
+    /// <summary>
+    /// Active alarms; read them under the store's lock (<see cref="Read{T}"/>). Besides the
+    /// journaled ones, this member's NOSPACE while its journal's disk is full: that one cannot be
+    /// journaled, and clears itself once the journal writes again.
+    /// </summary>
+    public IReadOnlyCollection<Etcdserverpb.AlarmMember> Alarms => _journal.DiskFull ? WithDiskFull(_applier.Alarms) : _applier.Alarms;
+
+    private List<Etcdserverpb.AlarmMember> WithDiskFull(IReadOnlyCollection<Etcdserverpb.AlarmMember> journaled)
+    {
+        var alarms = new List<Etcdserverpb.AlarmMember>(journaled);
+        if (!alarms.Exists(a => a.MemberID == MemberId && a.Alarm == Etcdserverpb.AlarmType.Nospace))
+        {
+            alarms.Add(new Etcdserverpb.AlarmMember { MemberID = MemberId, Alarm = Etcdserverpb.AlarmType.Nospace });
+            alarms.Sort((x, y) => (x.MemberID, (int)x.Alarm).CompareTo((y.MemberID, (int)y.Alarm)));
+        }
+        return alarms;
+    }
 
     /// <summary>Members announced on this journal, by id; read it under the store's lock (<see cref="Read{T}"/>).</summary>
     public IReadOnlyDictionary<ulong, MemberAnnounce> Members => _applier.Members;

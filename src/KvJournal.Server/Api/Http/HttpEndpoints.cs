@@ -51,10 +51,12 @@ public static class HttpEndpoints
         });
     }
 
-    // Why the member cannot serve a linearizable read now, or null: etcd's health runs a quorum read.
+    // Why the member cannot serve a linearizable read or take writes now, or null: etcd's health
+    // runs a quorum read.
     private static async Task<string?> ProblemAsync(Shard shard, CancellationToken cancellationToken)
     {
         if (shard.Failure is not null) return "apply stopped";
+        if (!shard.JournalReachable) return "journal unavailable";
         try
         {
             await shard.WaitLinearizableAsync(cancellationToken).WaitAsync(ReadCheckTimeout, cancellationToken).ConfigureAwait(false);
