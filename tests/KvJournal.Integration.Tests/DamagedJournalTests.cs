@@ -185,7 +185,7 @@ public sealed class DamagedJournalTests(DamagedJournalTests.AcknowledgedJournal 
         await using (var kvj = await KvJournalProcess.StartAsync(dir).WaitAsync(StartLimit))
         {
             Assert.Equal(journal.Acknowledged.Count, await AssertServesAsync(kvj, journal.Acknowledged.Count));
-            Assert.Contains("were never committed (a write cut short by a crash)", kvj.Output);
+            Assert.Contains("were never committed (a write cut short by a crash", kvj.Output);
             // Nothing acknowledged is reused: the next write gets the next revision.
             var put = await kvj.Kv.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8("/after"), Value = ByteString.CopyFromUtf8("v") });
             Assert.Equal(journal.Revision + 1, put.Header.Revision);

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Core;
+using KvJournal.Member.Propose;
 using KvJournal.Protos.Journal;
 using KvJournal.Protos.JournalService;
 using KvJournal.Testing;
@@ -237,6 +238,40 @@ public sealed class SharedJournalTests
         var events = new List<Mvccpb.Event>();
         while (events.Count < 2) events.AddRange((await watch.NextAsync(TimeSpan.FromSeconds(10))).Events);
         Assert.Equal(["once/k", "once/after"], events.Select(e => e.Kv.Key.ToStringUtf8()));
+    }
+
+    [Fact]
+    public async Task ADamagedEntryStopsEveryMemberWhichThenProposesNothingAndSaysSoOnLivez()
+    {
+        await using var cluster = await Cluster.StartAsync(2);
+        var m = cluster.Members;
+        await m[0].Kv.PutAsync(new PutRequest { Key = B("sound"), Value = B("v") });
+
+        // An entry whose bytes changed after they were framed: its checksum no longer matches.
+        byte[] damaged = JournalEntryCodec.Encode(new JournalEntry { MemberId = 0xbad, RequestId = 1, Put = new PutRequest { Key = B("damaged"), Value = B("v") } });
+        damaged[^1] ^= 0x40;
+        await cluster.Journal.Journal.AppendAsync(new AppendRequest { Stream = "default", Entries = { ByteString.CopyFrom(damaged) } });
+        long tail = (await cluster.Journal.Journal.StatusAsync(new KvJournal.Protos.JournalService.StatusRequest { Stream = "default" })).LastDurablePosition;
+
+        foreach (var member in m)
+        {
+            // Fail-stop: a write is refused at once (never appended for the others to apply), /livez says why.
+            var deadline = DateTime.UtcNow.AddSeconds(20);
+            RpcException refused;
+            while (true)
+            {
+                refused = await Assert.ThrowsAsync<RpcException>(() => member.Kv.PutAsync(new PutRequest { Key = B("after"), Value = B("v") }, deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
+                if (refused.Status.Detail == "etcdserver: server stopped" || DateTime.UtcNow > deadline) break;
+            }
+            Assert.Equal((StatusCode.Unavailable, "etcdserver: server stopped"), (refused.StatusCode, refused.Status.Detail));
+            var livez = await Curl.GetAsync($"http://{member.Endpoint}/livez?verbose");
+            Assert.Equal(503, livez.Status);
+            Assert.Contains("serializable_read failed: apply stopped", livez.Body);
+            Assert.Equal(503, (await Curl.GetAsync($"http://{member.Endpoint}/readyz")).Status);
+            Assert.Contains("is damaged: checksum mismatch", member.Output);
+            Assert.Contains("journal server stream default position", member.Output);
+        }
+        Assert.Equal(tail, (await cluster.Journal.Journal.StatusAsync(new KvJournal.Protos.JournalService.StatusRequest { Stream = "default" })).LastDurablePosition);
     }
 
     [Fact]

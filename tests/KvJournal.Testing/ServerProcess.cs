@@ -136,7 +136,10 @@ public abstract class ServerProcess : IAsyncDisposable
         while (true)
         {
             if (_process.HasExited)
+            {
+                _process.WaitForExit(); // until its output has been read to the end
                 throw new InvalidOperationException($"server exited with {_process.ExitCode} before it was ready:\n{Output}");
+            }
             try
             {
                 await ProbeAsync(DateTime.UtcNow.AddSeconds(2));
