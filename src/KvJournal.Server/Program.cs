@@ -37,9 +37,10 @@ public static class Program
         {
             await server.StartAsync(CancellationToken.None);
         }
-        catch (Exception ex) when (ex is KvJournal.Journal.JournalDamagedException or InvalidDataException)
+        catch (Exception ex) when (ex is KvJournal.Journal.JournalDamagedException or KvJournal.Journal.JournalUnavailableException or InvalidDataException)
         {
-            // A damaged journal or snapshot: refuse to start, saying where and what to do.
+            // A damaged journal or snapshot, or a journal that cannot be reached or is weaker than
+            // configured: refuse to start, saying where and what to do.
             Console.Error.WriteLine($"kvjournal: cannot start member {options.Name}: {ex.Message}");
             return 1;
         }

@@ -121,7 +121,7 @@ public sealed class ApplyNeverStopsTests
                 case 2: bytes = RandomBytes(random, random.Next(64)); break;
                 default:
                     if (bytes.Length > 21) bytes[21 + random.Next(bytes.Length - 21)] = (byte)random.Next(256);
-                    System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(1), Crc32C.Of(bytes.AsSpan(5)));
+                    System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(1), KvJournal.Crc32C.Of(bytes.AsSpan(5)));
                     break;
             }
             var decoded = JournalEntryCodec.Decode(bytes);

@@ -82,7 +82,7 @@ public sealed class JournalEntryFormatTests
         entry.CopyTo(bytes, 0);
         bytes[^2] = 0x22; // field 4 (put), length-delimited
         bytes[^1] = 0x7f; // 127 bytes that are not there
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(1), KvJournal.Storage.Mvcc.Crc32C.Of(bytes.AsSpan(5)));
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(1), KvJournal.Crc32C.Of(bytes.AsSpan(5)));
         var decoded = JournalEntryCodec.Decode(bytes);
         Assert.Equal((EntryStatus.Unreadable, 5UL, 6UL), (decoded.Status, decoded.MemberId, decoded.RequestId));
     }

@@ -75,12 +75,7 @@ internal sealed class DurableTailMark : IDisposable
         RandomAccess.Write(_file, _buffer, 0);
     }
 
-    private static uint Checksum(ReadOnlySpan<byte> mark)
-    {
-        uint crc = ~0u;
-        for (int i = 0; i < 16; i += 8) crc = System.Numerics.BitOperations.Crc32C(crc, BinaryPrimitives.ReadUInt64LittleEndian(mark[i..]));
-        return ~crc;
-    }
+    private static uint Checksum(ReadOnlySpan<byte> mark) => Crc32C.Of(mark[..16]);
 
     public void Dispose()
     {

@@ -2,7 +2,6 @@ using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using Google.Protobuf;
 using KvJournal.Protos.Journal;
-using KvJournal.Storage.Mvcc;
 
 namespace KvJournal.Member.Propose;
 

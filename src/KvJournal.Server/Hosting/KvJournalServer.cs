@@ -1,6 +1,7 @@
 using System.Net;
 using KvJournal.Journal;
 using KvJournal.Journal.Embedded;
+using KvJournal.Journal.Nats;
 using KvJournal.Journal.Remote;
 using KvJournal.Member.Compaction;
 using KvJournal.Member.Shards;
@@ -132,7 +133,9 @@ public sealed class KvJournalServer : IAsyncDisposable
     {
         // Each shard is one stream of the journal server (named like the shard), or an embedded
         // FasterLog with room for the entry framing around the largest request.
-        IJournal journal = _options.JournalEndpoints.Count > 0
+        IJournal journal = _options.UsesNats
+            ? await NatsJournal.OpenAsync(NatsOptions(memberId), name, _logs.CreateLogger("KvJournal.Journal"), cancellationToken).ConfigureAwait(false)
+            : _options.JournalEndpoints.Count > 0
             ? new RemoteJournal((_journalChannel ??= RemoteJournal.Connect(_options.JournalEndpoints[0])).CreateCallInvoker(), name)
             : new FasterLogJournal(journalDir, _options.MaxRequestBytes + 64 * 1024, _logs.CreateLogger("KvJournal.Journal"), _options.UnsafeAcceptJournalLoss);
         var shard = await Shard.OpenAsync(journal, new ShardOptions(memberId, _options.MaxRequestBytes, _options.WatchProgressNotifyInterval)
@@ -149,6 +152,20 @@ public sealed class KvJournalServer : IAsyncDisposable
         if (AutoCompaction(shard) is { } compactor) hosted.Compacting = Task.Run(() => compactor.RunAsync(_stopping.Token), CancellationToken.None);
         _shards.Add(hosted);
     }
+
+    private NatsJournalOptions NatsOptions(ulong memberId) => new()
+    {
+        Servers = _options.JournalEndpoints,
+        Replicas = _options.JournalReplicas,
+        MemberId = memberId,
+        MaxEntryBytes = _options.MaxRequestBytes + 64 * 1024,
+        RequestTimeout = _options.JournalRequestTimeout,
+        User = _options.JournalUser,
+        Password = _options.JournalPasswordFile is { } file ? File.ReadAllText(file).TrimEnd('\r', '\n') : null,
+        CaFile = _options.JournalCaFile,
+        CertFile = _options.JournalCertFile,
+        KeyFile = _options.JournalKeyFile,
+    };
 
     private AutoCompactor? AutoCompaction(Shard shard)
     {

@@ -49,8 +49,27 @@ public sealed record ServerOptions
     /// </summary>
     public bool UnsafeAcceptJournalLoss { get; init; }
 
-    /// <summary>The journal server this member shares with others; empty = the embedded journal under --data-dir.</summary>
+    /// <summary>
+    /// The journal this member shares with others: NATS servers (nats://, several) or one journal
+    /// server (http://); empty = the embedded journal under --data-dir.
+    /// </summary>
     public IReadOnlyList<Uri> JournalEndpoints { get; init; } = [];
+
+    /// <summary>Whether the journal is NATS JetStream (nats:// or tls:// endpoints).</summary>
+    public bool UsesNats => JournalEndpoints.Count > 0 && JournalEndpoints[0].Scheme is "nats" or "tls";
+
+    /// <summary>Replicas each shard's JetStream stream must have (--journal-replicas).</summary>
+    public int JournalReplicas { get; init; } = 3;
+
+    /// <summary>How long writes and linearizable reads wait for the journal before "request timed out".</summary>
+    public TimeSpan JournalRequestTimeout { get; init; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>Credentials and TLS for the NATS servers.</summary>
+    public string? JournalUser { get; init; }
+    public string? JournalPasswordFile { get; init; }
+    public string? JournalCaFile { get; init; }
+    public string? JournalCertFile { get; init; }
+    public string? JournalKeyFile { get; init; }
 
     /// <summary>etcd's --bcrypt-cost, validated and kept for config compatibility: passwords are hashed with PBKDF2.</summary>
     public int BcryptCost { get; init; } = 10;
@@ -92,8 +111,15 @@ public sealed record ServerOptions
           --auto-compaction-mode MODE     periodic or revision (default periodic)
           --auto-compaction-retention R   history to keep: a duration ("1h"; a bare number is hours) for
                                           periodic, a number of revisions for revision (default 0 = off)
-          --journal-endpoints URL         the journal server (`kvjournal journal`) to share with other members;
-                                          without it the journal is embedded under --data-dir
+          --journal-endpoints URLS        the journal to share with other members: NATS servers
+                                          (nats://host:port,...; JetStream, replicated) or one journal server
+                                          (http://, `kvjournal journal`); without it the journal is embedded
+          --journal-replicas N            replicas of each shard's JetStream stream (default 3)
+          --journal-request-timeout D     how long writes and linearizable reads wait for the journal
+                                          (default 15s; a NATS leader election after a crash takes 4-9 s)
+          --journal-user NAME             NATS user; --journal-password-file FILE holds its password
+          --journal-cacert FILE           CA of the NATS servers' certificates (TLS)
+          --journal-cert FILE, --journal-key FILE   this member's certificate and key for NATS (mutual TLS)
           --snapshot-count N              applied entries between state snapshots kept with the journal, which
                                           new and restarting members start from (default 100000; 0 = none)
           --unsafe-accept-journal-loss    start even though the embedded journal lost or damaged acknowledged
@@ -147,6 +173,7 @@ public sealed record ServerOptions
         "max-txn-ops", "quota-backend-bytes", "watch-progress-notify-interval", "experimental-watch-progress-notify-interval",
         "cert-file", "key-file", "trusted-ca-file", "client-cert-auth", "auto-compaction-mode", "auto-compaction-retention",
         "log-level", "shard", "shard-quota-backend-bytes", "journal-endpoints", "snapshot-count", "unsafe-accept-journal-loss",
+        "journal-replicas", "journal-request-timeout", "journal-user", "journal-password-file", "journal-cacert", "journal-cert", "journal-key",
         "auth-token", "auth-token-ttl", "bcrypt-cost",
     ];
 
@@ -212,6 +239,13 @@ public sealed record ServerOptions
         "auth-token-ttl" => this with { AuthTokenTtl = TimeSpan.FromSeconds(Number(name, value, 1, int.MaxValue)) },
         "bcrypt-cost" => this with { BcryptCost = (int)Number(name, value, 4, 31) },
         "journal-endpoints" => this with { JournalEndpoints = JournalEndpoint(name, value) },
+        "journal-replicas" => this with { JournalReplicas = (int)Number(name, value, 1, 5) },
+        "journal-request-timeout" => this with { JournalRequestTimeout = Duration(name, value) },
+        "journal-user" => this with { JournalUser = value },
+        "journal-password-file" => this with { JournalPasswordFile = value },
+        "journal-cacert" => this with { JournalCaFile = value },
+        "journal-cert" => this with { JournalCertFile = value },
+        "journal-key" => this with { JournalKeyFile = value },
         // Repeatable: each occurrence adds a shard or a shard's quota.
         "shard" => this with { Shards = [.. Shards, ShardSpec.Parse(value)] },
         "shard-quota-backend-bytes" => this with { ShardQuotas = ShardQuota(value) },
@@ -222,13 +256,14 @@ public sealed record ServerOptions
         _ => throw new ArgumentException(where is null ? $"unknown flag: --{name}" : $"unknown setting \"{name}\" {where}"),
     };
 
-    // One journal server for now: it is the single home of the shards' streams (a replicated journal
-    // behind several endpoints is a later home behind the same interface).
+    // NATS servers (nats:// or tls://, any number: the client fails over between them) or one
+    // journal server (http://); not both.
     private static Uri[] JournalEndpoint(string flag, string value)
     {
-        var urls = Urls(flag, value);
-        if (urls.Length != 1) throw new ArgumentException($"flag --{flag} takes one journal server URL, got {urls.Length}");
-        if (urls[0].Scheme != "http") throw new ArgumentException($"flag --{flag} takes an http:// URL");
+        var urls = Urls(flag, value, "nats", "tls", "http");
+        if (urls.All(u => u.Scheme is "nats" or "tls")) return urls;
+        if (urls.Length != 1 || urls[0].Scheme != "http")
+            throw new ArgumentException($"flag --{flag} takes nats:// URLs of NATS servers, or one http:// URL of a journal server");
         return urls;
     }
 
@@ -320,14 +355,15 @@ public sealed record ServerOptions
     private static ArgumentException BadDuration(string flag, string text) =>
         new($"invalid value \"{text}\" for flag --{flag}: want a duration such as 10m, 30s or 500ms");
 
-    internal static Uri[] Urls(string flag, string text)
+    internal static Uri[] Urls(string flag, string text, params string[] schemes)
     {
+        if (schemes.Length == 0) schemes = ["http", "https"];
         var parts = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (parts.Length == 0) throw new ArgumentException($"flag --{flag} needs at least one URL");
         var urls = new Uri[parts.Length];
         for (int i = 0; i < parts.Length; i++)
         {
-            if (!Uri.TryCreate(parts[i], UriKind.Absolute, out var u) || u.Scheme is not ("http" or "https") || u.IsDefaultPort && !parts[i].Contains(":" + u.Port, StringComparison.Ordinal))
+            if (!Uri.TryCreate(parts[i], UriKind.Absolute, out var u) || !schemes.Contains(u.Scheme) || u.IsDefaultPort && !parts[i].Contains(":" + u.Port, StringComparison.Ordinal))
                 throw new ArgumentException($"invalid URL \"{parts[i]}\" for flag --{flag}: want scheme://host:port");
             urls[i] = u;
         }

@@ -1,9 +1,13 @@
 using System.Buffers.Binary;
 using System.Numerics;
 
-namespace KvJournal.Storage.Mvcc;
+namespace KvJournal;
 
-/// <summary>CRC-32C (Castagnoli), eight bytes per step on the CPU's crc32 instruction where it has one.</summary>
+/// <summary>
+/// CRC-32C (Castagnoli), eight bytes per step on the CPU's crc32 instruction where it has one: the
+/// one checksum every layer frames with (journal entries, journal messages, the durable-tail mark)
+/// and HashKV computes.
+/// </summary>
 public static class Crc32C
 {
     public static uint Append(uint crc, ReadOnlySpan<byte> bytes)

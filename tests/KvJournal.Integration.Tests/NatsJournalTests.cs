@@ -1,0 +1,239 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Etcdserverpb;
+using Google.Protobuf;
+using Grpc.Core;
+using KvJournal.Testing;
+using Xunit;
+
+namespace KvJournal.Integration.Tests;
+
+/// <summary>
+/// Members on the replicated journal: a 3-node NATS JetStream cluster (real nats-server
+/// processes on loopback, sync_interval always) and kvjournal members on it. No acknowledged
+/// write is lost and no revision is given twice when any one node, the stream leader included,
+/// is killed with kill -9 under load, or all of them at once; writes resume on their own.
+/// </summary>
+public sealed class NatsJournalTests
+{
+    private static ByteString B(string s) => ByteString.CopyFromUtf8(s);
+
+    private const string Stream = "kvjournal-default";
+
+    private static async Task<List<KvJournalProcess>> MembersAsync(NatsCluster nats, int count, params string[] extra)
+    {
+        var members = new List<KvJournalProcess>();
+        for (int i = 0; i < count; i++)
+            members.Add(await KvJournalProcess.StartAsync(null, ["--name", $"m{i}", "--journal-endpoints", nats.Endpoints, .. extra]));
+        return members;
+    }
+
+    private static async Task DisposeAllAsync(IEnumerable<KvJournalProcess> members)
+    {
+        foreach (var m in members) await m.DisposeAsync();
+    }
+
+    private static async Task<RangeResponse> All(KvJournalProcess member, string prefix) =>
+        await member.Kv.RangeAsync(new RangeRequest { Key = B(prefix), RangeEnd = B(WatchSession.PrefixEnd(prefix)) });
+
+    [Fact]
+    public async Task ThreeMembersOnAThreeNodeStreamHoldIdenticalDataAndReadEachOthersWrites()
+    {
+        await using var nats = await NatsCluster.StartAsync();
+        var m = await MembersAsync(nats, 3);
+        try
+        {
+            for (int i = 0; i < 30; i++)
+            {
+                await m[i % 3].Kv.PutAsync(new PutRequest { Key = B($"k/{i:D2}"), Value = B($"v{i}") });
+                // Linearizable: a read through the next member sees the write at once.
+                var seen = await m[(i + 1) % 3].Kv.RangeAsync(new RangeRequest { Key = B($"k/{i:D2}") });
+                Assert.Equal($"v{i}", seen.Kvs[0].Value.ToStringUtf8());
+            }
+            var ranges = await Task.WhenAll(m.Select(x => All(x, "k/")));
+            Assert.All(ranges, r => Assert.Equal(31, r.Header.Revision));
+            Assert.All(ranges, r => Assert.Equal(ranges[0].Kvs, r.Kvs));
+            var hashes = await Task.WhenAll(m.Select(x => new Maintenance.MaintenanceClient(x.Channel).HashKVAsync(new HashKVRequest { Revision = 31 }).ResponseAsync));
+            Assert.Single(hashes.Select(h => h.Hash).Distinct());
+            var list = await new Cluster.ClusterClient(m[0].Channel).MemberListAsync(new MemberListRequest());
+            Assert.Equal(["m0", "m1", "m2"], list.Members.Select(x => x.Name).Order());
+            Assert.NotNull(await nats.StreamLeaderAsync(Stream));
+        }
+        finally
+        {
+            await DisposeAllAsync(m);
+        }
+    }
+
+    [Fact]
+    public async Task AStreamWeakerThanAskedIsRefusedAtStart()
+    {
+        await using var nats = await NatsCluster.StartAsync();
+        // One replica asked first: the stream is made with one.
+        await using (var one = await KvJournalProcess.StartAsync(null, "--journal-endpoints", nats.Endpoints, "--journal-replicas", "1"))
+        {
+            await one.Kv.PutAsync(new PutRequest { Key = B("k"), Value = B("v") });
+        }
+        var (exitCode, output) = await KvJournalProcess.RunToExitAsync(TimeSpan.FromSeconds(60),
+            KvJournalProcess.MemberArgs(Ports.Free(), Paths.NewTempDir("kvj-weak"), "--journal-endpoints", nats.Endpoints));
+        Assert.Equal(1, exitCode);
+        Assert.Contains("stream kvjournal-default is weaker than configured: 1 replicas (3 wanted)", output);
+    }
+
+    // Writers through every member for the whole test, recording what was acknowledged.
+    private sealed class Load(IReadOnlyList<KvJournalProcess> members, string prefix) : IAsyncDisposable
+    {
+        public ConcurrentDictionary<string, long> Acked { get; } = new();
+        private readonly CancellationTokenSource _stop = new();
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private long _lastAckTicks;
+        private long _longestGapTicks;
+        private Task[] _writers = [];
+        private int _acks;
+
+        public int Acks => Volatile.Read(ref _acks);
+
+        /// <summary>The longest time without any acknowledged write so far.</summary>
+        public TimeSpan LongestGap => TimeSpan.FromTicks(Interlocked.Read(ref _longestGapTicks));
+
+        public void Start(int writers) => _writers = [.. Enumerable.Range(0, writers).Select(w => Task.Run(() => WriteAsync(w)))];
+
+        private async Task WriteAsync(int w)
+        {
+            for (int i = 0; i < 100_000 && !_stop.IsCancellationRequested; i++)
+            {
+                string key = $"{prefix}{w}/{i:D6}";
+                try
+                {
+                    var r = await members[w % members.Count].Kv.PutAsync(new PutRequest { Key = B(key), Value = B(key) }, deadline: DateTime.UtcNow.AddSeconds(30));
+                    Acked[key] = r.Header.Revision;
+                    Interlocked.Increment(ref _acks);
+                    long now = _clock.Elapsed.Ticks, last = Interlocked.Exchange(ref _lastAckTicks, now);
+                    long gap = now - last, longest;
+                    while (gap > (longest = Interlocked.Read(ref _longestGapTicks)) && Interlocked.CompareExchange(ref _longestGapTicks, gap, longest) != longest) { }
+                }
+                catch (RpcException)
+                {
+                    // not acknowledged: may or may not be in the journal; the next key goes on
+                }
+            }
+        }
+
+        /// <summary>Completes once <paramref name="more"/> further writes were acknowledged.</summary>
+        public async Task WaitForAcksAsync(int more, TimeSpan timeout)
+        {
+            int target = Acks + more;
+            var deadline = DateTime.UtcNow + timeout;
+            while (Acks < target)
+            {
+                if (DateTime.UtcNow > deadline) throw new TimeoutException($"{Acks} of {target} writes acknowledged after {timeout}");
+                await Task.Delay(20);
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stop.CancelAsync();
+            await Task.WhenAll(_writers);
+            _stop.Dispose();
+        }
+    }
+
+    // Every acknowledged write is on every member at its revision, and no revision was given twice.
+    private static async Task AssertNothingLostAsync(IEnumerable<KvJournalProcess> members, Load load, string prefix)
+    {
+        Assert.Equal(load.Acked.Count, load.Acked.Values.Distinct().Count());
+        foreach (var member in members)
+        {
+            var all = await All(member, prefix);
+            var held = all.Kvs.ToDictionary(kv => kv.Key.ToStringUtf8(), kv => kv.ModRevision);
+            foreach (var (key, revision) in load.Acked)
+                Assert.True(held.TryGetValue(key, out long r) && r == revision, $"{key} acknowledged at revision {revision}, member holds {(held.ContainsKey(key) ? r : "nothing")}");
+            Assert.Equal(all.Kvs.Count, all.Kvs.Select(kv => kv.ModRevision).Distinct().Count());
+        }
+    }
+
+    [Fact]
+    public async Task Kill9OfTheStreamLeaderUnderLoadLosesNothingAndWritesResume()
+    {
+        await using var nats = await NatsCluster.StartAsync();
+        var m = await MembersAsync(nats, 3);
+        try
+        {
+            var load = new Load(m, "leader/");
+            await using (load)
+            {
+                load.Start(12);
+                await load.WaitForAcksAsync(500, TimeSpan.FromSeconds(60));
+                var leader = await nats.StreamLeaderAsync(Stream) ?? throw new InvalidOperationException("no stream leader");
+                await nats.KillAsync(leader);
+                // Serializable reads go on meanwhile, from every member.
+                foreach (var member in m) await member.Kv.RangeAsync(new RangeRequest { Key = B("leader/"), RangeEnd = B("leader0"), Serializable = true, CountOnly = true });
+                await load.WaitForAcksAsync(500, TimeSpan.FromSeconds(30));
+                Assert.True(load.LongestGap < TimeSpan.FromSeconds(10), $"no write was acknowledged for {load.LongestGap} after kill -9 of the stream leader");
+                await nats.RestartAsync(leader);
+                await load.WaitForAcksAsync(200, TimeSpan.FromSeconds(30));
+            }
+            await AssertNothingLostAsync(m, load, "leader/");
+        }
+        finally
+        {
+            await DisposeAllAsync(m);
+        }
+    }
+
+    [Fact]
+    public async Task AGracefulStopOfTheStreamLeaderIsBarelyNoticed()
+    {
+        await using var nats = await NatsCluster.StartAsync();
+        var m = await MembersAsync(nats, 2);
+        try
+        {
+            var load = new Load(m, "graceful/");
+            await using (load)
+            {
+                load.Start(8);
+                await load.WaitForAcksAsync(300, TimeSpan.FromSeconds(60));
+                var leader = await nats.StreamLeaderAsync(Stream) ?? throw new InvalidOperationException("no stream leader");
+                await nats.StopAsync(leader);
+                await load.WaitForAcksAsync(300, TimeSpan.FromSeconds(30));
+                Assert.True(load.LongestGap < TimeSpan.FromSeconds(2), $"no write was acknowledged for {load.LongestGap} after a graceful stop of the stream leader");
+                await nats.RestartAsync(leader);
+            }
+            await AssertNothingLostAsync(m, load, "graceful/");
+        }
+        finally
+        {
+            await DisposeAllAsync(m);
+        }
+    }
+
+    [Fact]
+    public async Task Kill9OfEveryNodeAtOnceLosesNothingAcknowledged()
+    {
+        await using var nats = await NatsCluster.StartAsync();
+        var m = await MembersAsync(nats, 2, "--journal-request-timeout", "5s");
+        try
+        {
+            var load = new Load(m, "all/");
+            await using (load)
+            {
+                load.Start(8);
+                await load.WaitForAcksAsync(500, TimeSpan.FromSeconds(60));
+                await Task.WhenAll(nats.Nodes.Select(nats.KillAsync));
+                // With no journal, writes fail once the request timeout passes (never hang).
+                var clock = Stopwatch.StartNew();
+                var refused = await Assert.ThrowsAsync<RpcException>(() => m[0].Kv.PutAsync(new PutRequest { Key = B("none/x"), Value = B("v") }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync);
+                Assert.Equal((StatusCode.Unavailable, "etcdserver: request timed out, journal unavailable"), (refused.StatusCode, refused.Status.Detail));
+                Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(4), TimeSpan.FromSeconds(15));
+                await Task.WhenAll(nats.Nodes.Select(nats.RestartAsync));
+                await load.WaitForAcksAsync(300, TimeSpan.FromSeconds(60));
+            }
+            await AssertNothingLostAsync(m, load, "all/");
+        }
+        finally
+        {
+            await DisposeAllAsync(m);
+        }
+    }
+}

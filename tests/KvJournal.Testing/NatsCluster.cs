@@ -1,0 +1,192 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+
+namespace KvJournal.Testing;
+
+/// <summary>
+/// A nats-server cluster this test started on 127.0.0.1 (3 or 5 nodes, JetStream with
+/// <c>sync_interval: always</c>, as README's configuration): the replicated journal's home.
+/// Nodes are stopped by their PIDs (kill -9 or a graceful SIGTERM) and restarted on the same ports
+/// and store directories. <see cref="Binary"/> is $NATS_SERVER, or what tools/test.sh installs.
+/// </summary>
+public sealed class NatsCluster : IAsyncDisposable
+{
+    private readonly string _dir = Paths.NewTempDir("nats");
+    private readonly Node[] _nodes;
+    private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
+
+    /// <summary>One nats-server: its ports, and the process while it runs.</summary>
+    public sealed class Node(int index, int clientPort, int routePort, int monitorPort)
+    {
+        public int Index { get; } = index;
+        public string Name => $"n{Index}";
+        public int ClientPort { get; } = clientPort;
+        public int RoutePort { get; } = routePort;
+        public int MonitorPort { get; } = monitorPort;
+        public string Url => $"nats://127.0.0.1:{ClientPort}";
+        internal Process? Process { get; set; }
+        internal StringBuilder Output { get; } = new();
+        public bool Running => Process is { HasExited: false };
+    }
+
+    public static string Binary => Environment.GetEnvironmentVariable("NATS_SERVER") is { Length: > 0 } path
+        ? path
+        : Path.Combine(Environment.GetEnvironmentVariable("NATS_HOME") is { Length: > 0 } h ? h : "/tmp/nats", "bin", "nats-server");
+
+    private NatsCluster(int nodes)
+    {
+        _nodes = [.. Enumerable.Range(1, nodes).Select(i => new Node(i, Ports.Free(), Ports.Free(), Ports.Free()))];
+    }
+
+    public IReadOnlyList<Node> Nodes => _nodes;
+
+    /// <summary>Every node's client URL, as a member's --journal-endpoints.</summary>
+    public string Endpoints => string.Join(",", _nodes.Select(n => n.Url));
+
+    /// <summary>Starts the nodes and returns once each answers /healthz (JetStream ready).</summary>
+    public static async Task<NatsCluster> StartAsync(int nodes = 3)
+    {
+        if (!File.Exists(Binary)) throw new FileNotFoundException($"{Binary} is missing: run tools/test.sh (it installs nats-server) or set NATS_SERVER", Binary);
+        var cluster = new NatsCluster(nodes);
+        try
+        {
+            foreach (var n in cluster._nodes) cluster.Start(n);
+            foreach (var n in cluster._nodes) await cluster.WaitHealthyAsync(n, TimeSpan.FromSeconds(30));
+            return cluster;
+        }
+        catch
+        {
+            await cluster.DisposeAsync();
+            throw;
+        }
+    }
+
+    private string Config(Node n)
+    {
+        string routes = string.Join(", ", _nodes.Select(o => $"nats-route://127.0.0.1:{o.RoutePort}"));
+        string store = Path.Combine(_dir, n.Name);
+        return $$"""
+            server_name: {{n.Name}}
+            listen: 127.0.0.1:{{n.ClientPort}}
+            http: 127.0.0.1:{{n.MonitorPort}}
+            max_payload: 8MB
+            jetstream {
+              store_dir: "{{store}}"
+              sync_interval: always
+            }
+            cluster {
+              name: kvjournal-test
+              listen: 127.0.0.1:{{n.RoutePort}}
+              routes: [{{routes}}]
+            }
+            """;
+    }
+
+    private void Start(Node n)
+    {
+        string config = Path.Combine(_dir, n.Name + ".conf");
+        File.WriteAllText(config, Config(n));
+        var psi = new ProcessStartInfo(Binary) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add(config);
+        var p = new Process { StartInfo = psi };
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (n.Output) n.Output.AppendLine(e.Data); };
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (n.Output) n.Output.AppendLine(e.Data); };
+        p.Start();
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        n.Process = p;
+    }
+
+    /// <summary>Waits for the node's monitoring /healthz to say ok (its JetStream is current).</summary>
+    public async Task WaitHealthyAsync(Node n, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            if (n.Process is { HasExited: true }) throw new InvalidOperationException($"nats-server {n.Name} exited: {n.Output}");
+            try
+            {
+                var r = await Http.GetAsync(new Uri($"http://127.0.0.1:{n.MonitorPort}/healthz"));
+                if (r.IsSuccessStatusCode) return;
+            }
+            catch (HttpRequestException)
+            {
+            }
+            catch (TaskCanceledException)
+            {
+            }
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"nats-server {n.Name} not healthy after {timeout}: {n.Output}");
+            await Task.Delay(50);
+        }
+    }
+
+    /// <summary>The node that leads the JetStream stream <paramref name="stream"/> now (from a running node's /jsz), or null.</summary>
+    public async Task<Node?> StreamLeaderAsync(string stream)
+    {
+        foreach (var n in _nodes.Where(n => n.Running))
+        {
+            try
+            {
+                using var doc = JsonDocument.Parse(await Http.GetStringAsync(new Uri($"http://127.0.0.1:{n.MonitorPort}/jsz?streams=true")));
+                foreach (var account in doc.RootElement.GetProperty("account_details").EnumerateArray())
+                {
+                    if (!account.TryGetProperty("stream_detail", out var streams)) continue;
+                    foreach (var s in streams.EnumerateArray())
+                    {
+                        if (s.GetProperty("name").GetString() != stream) continue;
+                        string? leader = s.GetProperty("cluster").TryGetProperty("leader", out var l) ? l.GetString() : null;
+                        var node = _nodes.FirstOrDefault(x => x.Name == leader);
+                        if (node is not null) return node;
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or KeyNotFoundException or JsonException)
+            {
+            }
+        }
+        return null;
+    }
+
+    /// <summary>kill -9 of one node: nothing it had not fsynced survives.</summary>
+    public async Task KillAsync(Node n)
+    {
+        if (n.Process is { HasExited: false } p)
+        {
+            p.Kill();
+            await p.WaitForExitAsync();
+        }
+    }
+
+    /// <summary>A graceful stop (SIGTERM): the node hands its leaderships over first.</summary>
+    public async Task StopAsync(Node n)
+    {
+        if (n.Process is { HasExited: false } p)
+        {
+            using (var term = Process.Start("kill", ["-TERM", p.Id.ToString(CultureInfo.InvariantCulture)])) await term.WaitForExitAsync();
+            if (!p.WaitForExit(TimeSpan.FromSeconds(30))) p.Kill();
+            await p.WaitForExitAsync();
+        }
+    }
+
+    /// <summary>Starts a stopped node again on its ports and store.</summary>
+    public Task RestartAsync(Node n)
+    {
+        if (n.Running) throw new InvalidOperationException($"{n.Name} is running");
+        n.Process?.Dispose();
+        Start(n);
+        return WaitHealthyAsync(n, TimeSpan.FromSeconds(60));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var n in _nodes)
+        {
+            await KillAsync(n);
+            n.Process?.Dispose();
+        }
+        Paths.DeleteDir(_dir);
+    }
+}
