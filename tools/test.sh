@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Runs KvJournal's whole test suite, as CI does.
-# Installs the reference etcd and etcdctl first when they are missing (Debian's packages, through
-# ../shared/tools/reference-etcd.sh; nothing else is downloaded), then runs every test project.
+# Installs the reference etcd and etcdctl (Debian's packages, through ../shared/tools/reference-etcd.sh)
+# and nats-server (Debian unstable's, through ../shared/tools/debian-package.sh) first when they are
+# missing; nothing else is downloaded. Then runs every test project.
 # Tests start real kvjournal and etcd processes on 127.0.0.1 and stop them by PID. The native build
 # needs clang (Debian's package; .ci/run installs it).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export ETCDREF_HOME=${ETCDREF_HOME:-/tmp/etcdref}
 bash "$root/tools/install-reference-etcd.sh"
+# nats-server for the replicated journal's tests (Debian unstable's 2.15, unpacked under $NATS_HOME).
+export NATS_HOME=${NATS_HOME:-/tmp/nats}
+bash "$root/tools/install-nats-server.sh"
 cd "$root"
 # The suite drives the native executable that `dotnet publish` makes (what ships): KvJournal.Testing
 # starts $KVJOURNAL_SERVER. Unset, tests run the JIT build's kvjournal.dll instead (plain `dotnet test`).

@@ -139,10 +139,20 @@ public sealed class NatsJournalTests
         }
     }
 
-    // Every acknowledged write is on every member at its revision, and no revision was given twice.
-    private static async Task AssertNothingLostAsync(IEnumerable<KvJournalProcess> members, Load load, string prefix)
+    // Every acknowledged write is on every member at its revision, no revision was given twice,
+    // and the members hold one history: the same revision and HashKV over every version.
+    private static async Task AssertNothingLostAsync(IReadOnlyList<KvJournalProcess> members, Load load, string prefix)
     {
         Assert.Equal(load.Acked.Count, load.Acked.Values.Distinct().Count());
+        // A write through one member, read linearizably through each: all caught up to the same point.
+        var fence = await members[0].Kv.PutAsync(new PutRequest { Key = B("fence"), Value = B("v") });
+        var hashes = new List<uint>();
+        foreach (var member in members)
+        {
+            await member.Kv.RangeAsync(new RangeRequest { Key = B("fence") });
+            hashes.Add((await new Maintenance.MaintenanceClient(member.Channel).HashKVAsync(new HashKVRequest { Revision = fence.Header.Revision })).Hash);
+        }
+        Assert.Single(hashes.Distinct());
         foreach (var member in members)
         {
             var all = await All(member, prefix);
@@ -230,6 +240,56 @@ public sealed class NatsJournalTests
                 await load.WaitForAcksAsync(300, TimeSpan.FromSeconds(60));
             }
             await AssertNothingLostAsync(m, load, "all/");
+        }
+        finally
+        {
+            await DisposeAllAsync(m);
+        }
+    }
+
+    [Fact]
+    public async Task AMajorityDownFailsWritesAfterTheTimeoutKeepsSerializableReadsAndRecoversWithoutRestart()
+    {
+        await using var nats = await NatsCluster.StartAsync();
+        var m = await MembersAsync(nats, 2, "--journal-request-timeout", "4s");
+        try
+        {
+            var put = await m[0].Kv.PutAsync(new PutRequest { Key = B("majority/a"), Value = B("1") });
+            await nats.KillAsync(nats.Nodes[0]);
+            await nats.KillAsync(nats.Nodes[1]);
+            var clock = Stopwatch.StartNew();
+            var refused = await Assert.ThrowsAsync<RpcException>(() => m[1].Kv.PutAsync(new PutRequest { Key = B("majority/b"), Value = B("2") }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync);
+            Assert.Equal((StatusCode.Unavailable, "etcdserver: request timed out, journal unavailable"), (refused.StatusCode, refused.Status.Detail));
+            Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(12));
+            clock.Restart();
+            var linearizable = await Assert.ThrowsAsync<RpcException>(() => m[0].Kv.RangeAsync(new RangeRequest { Key = B("majority/a") }, deadline: DateTime.UtcNow.AddSeconds(30)).ResponseAsync);
+            Assert.Equal(StatusCode.Unavailable, linearizable.StatusCode);
+            Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(12));
+            var local = await m[1].Kv.RangeAsync(new RangeRequest { Key = B("majority/a"), Serializable = true });
+            Assert.Equal("1", local.Kvs[0].Value.ToStringUtf8());
+
+            await nats.RestartAsync(nats.Nodes[0]);
+            await nats.RestartAsync(nats.Nodes[1]);
+            // The members were not restarted: the next write goes through by itself.
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            PutResponse? again = null;
+            while (again is null)
+            {
+                try
+                {
+                    again = await m[1].Kv.PutAsync(new PutRequest { Key = B("majority/c"), Value = B("3") }, deadline: DateTime.UtcNow.AddSeconds(20));
+                }
+                catch (RpcException) when (DateTime.UtcNow < deadline)
+                {
+                }
+            }
+            // majority/b may or may not have landed (its outcome was unknown); its revision is not given twice.
+            var all = await All(m[0], "majority/");
+            Assert.Equal(all.Kvs.Count, all.Kvs.Select(kv => kv.ModRevision).Distinct().Count());
+            Assert.Contains(all.Kvs, kv => kv.Key.ToStringUtf8() == "majority/c" && kv.ModRevision == again.Header.Revision);
+            Assert.True(again.Header.Revision > put.Header.Revision);
+            Assert.Contains("does not answer", m[1].Output);
+            Assert.Contains("answers again", m[1].Output);
         }
         finally
         {

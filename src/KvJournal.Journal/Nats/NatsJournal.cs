@@ -230,7 +230,7 @@ public sealed partial class NatsJournal : IJournal
 
     private static readonly TimeSpan RetryInterval = TimeSpan.FromMilliseconds(100);
     // One publish or stream-info attempt; a leader election makes several fail before one lands.
-    private static readonly TimeSpan AttemptTimeout = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan AttemptTimeout = TimeSpan.FromMilliseconds(500);
 
     private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? (a < TimeSpan.Zero ? TimeSpan.Zero : a) : b;
 
@@ -255,7 +255,12 @@ public sealed partial class NatsJournal : IJournal
         else if (_logger.IsEnabled(LogLevel.Warning)) _logger.LogWarning("journal: NATS stream {Stream} does not answer ({Reason}); writes and linearizable reads wait up to {Timeout} s", _stream, why?.Message, _options.RequestTimeout.TotalSeconds);
     }
 
-    /// <summary>The stream's last sequence, asked of its leader (with retries up to the request timeout).</summary>
+    /// <summary>
+    /// The stream's last sequence, asked of its leader, and only from a leader that heard from a
+    /// majority of its replicas lately: a leader cut off from the others still answers stream info
+    /// until it steps down, and its last sequence may be behind a new leader's (retried up to the
+    /// request timeout).
+    /// </summary>
     public async ValueTask<long> ReadIndexAsync(CancellationToken cancellationToken)
     {
         var deadline = DateTime.UtcNow + _options.RequestTimeout;
@@ -266,6 +271,7 @@ public sealed partial class NatsJournal : IJournal
                 using var attempt = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
                 attempt.CancelAfter(Min(deadline - DateTime.UtcNow, AttemptTimeout));
                 var stream = await _js.GetStreamAsync(_stream, cancellationToken: attempt.Token).ConfigureAwait(false);
+                if (!HasQuorum(stream.Info.Cluster)) throw new JournalUnavailableException($"the leader of stream {_stream} has not heard from a majority of its replicas");
                 ulong last = stream.Info.State.LastSeq;
                 Reachable(true);
                 long index = last == 0 ? -1 : MessageFrame.EndOf(last);
@@ -280,6 +286,22 @@ public sealed partial class NatsJournal : IJournal
             }
         }
     }
+
+    // The leader counts itself; a replica counts when it is current and was heard from within QuorumWindow.
+    private static bool HasQuorum(ClusterInfo? cluster)
+    {
+        if (cluster is null) return true; // a single server, not clustered
+        if (string.IsNullOrEmpty(cluster.Leader)) return false;
+        int replicas = 1 + (cluster.Replicas?.Count ?? 0), live = 1;
+        foreach (var peer in cluster.Replicas ?? [])
+        {
+            if (peer.Current && !peer.Offline && peer.Active < QuorumWindow) live++;
+        }
+        return live > replicas / 2;
+    }
+
+    // An idle leader heartbeats its replicas every second; three seconds of silence means they are gone.
+    private static readonly TimeSpan QuorumWindow = TimeSpan.FromSeconds(3);
 
     public async IAsyncEnumerable<JournalRecord> ReadAsync(long afterPosition, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
