@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.Extensions.Logging;
+using NATS.Client.JetStream.Models;
 using NATS.Client.ObjectStore;
 
 namespace KvJournal.Journal.Nats;
@@ -25,20 +26,34 @@ public sealed partial class NatsJournal
 
     private static string SnapshotName(long position) => position.ToString("D20", CultureInfo.InvariantCulture);
 
+    // The object store's own listing misses objects just put and waits forever on an empty bucket,
+    // so the names come from the subjects of its metadata messages ($O.BUCKET.M.<base64url name>)
+    // in the stream behind it; a deleted object keeps its subject and is passed over.
     private async Task<List<long>> SnapshotPositionsAsync(INatsObjStore store, CancellationToken cancellationToken)
     {
         var positions = new List<long>();
-        try
+        string prefix = $"$O.{_snapshotBucket}.M.";
+        var info = await _js.GetStreamAsync("OBJ_" + _snapshotBucket, new StreamInfoRequest { SubjectsFilter = prefix + ">" }, cancellationToken).ConfigureAwait(false);
+        foreach (string subject in info.Info.State.Subjects?.Keys ?? (IEnumerable<string>)[])
         {
-            // Without OnNoData, listing an empty bucket waits for an object forever.
-            await foreach (var o in store.ListAsync(new NatsObjListOpts { OnNoData = static _ => ValueTask.FromResult(true) }, cancellationToken).ConfigureAwait(false))
+            string encoded = subject[prefix.Length..].Replace('-', '+').Replace('_', '/');
+            string name;
+            try
             {
-                if (!o.Deleted && long.TryParse(o.Name, NumberStyles.None, CultureInfo.InvariantCulture, out long p)) positions.Add(p);
+                name = System.Text.Encoding.UTF8.GetString(Convert.FromBase64String(encoded.PadRight(encoded.Length + (4 - encoded.Length % 4) % 4, '=')));
             }
-        }
-        catch (NatsObjNotFoundException)
-        {
-            // an empty bucket lists as not found
+            catch (FormatException)
+            {
+                continue;
+            }
+            if (!long.TryParse(name, NumberStyles.None, CultureInfo.InvariantCulture, out long p)) continue;
+            try
+            {
+                if (!(await store.GetInfoAsync(name, showDeleted: false, cancellationToken).ConfigureAwait(false)).Deleted) positions.Add(p);
+            }
+            catch (NatsObjNotFoundException)
+            {
+            }
         }
         positions.Sort();
         return positions;

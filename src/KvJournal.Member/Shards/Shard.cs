@@ -167,6 +167,9 @@ public sealed class Shard
 
     internal long SnapshotCount => _options.SnapshotCount;
 
+    /// <summary>Where the shard's parts log.</summary>
+    internal ILoggerFactory Logs => _options.Logs;
+
     /// <summary>Position of the last applied journal entry (-1 before the first).</summary>
     public long AppliedPosition => _applied.Value;
 

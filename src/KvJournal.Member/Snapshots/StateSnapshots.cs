@@ -1,5 +1,6 @@
 using KvJournal.Member.Shards;
 using KvJournal.Storage.Snapshot;
+using Microsoft.Extensions.Logging;
 
 namespace KvJournal.Member.Snapshots;
 
@@ -17,7 +18,9 @@ namespace KvJournal.Member.Snapshots;
 internal sealed class StateSnapshots(Shard shard)
 {
     private static readonly TimeSpan CheckInterval = TimeSpan.FromSeconds(1);
+    private readonly ILogger _logger = shard.Logs.CreateLogger("KvJournal.Snapshot");
     private long _atEntries;
+    private string? _lastFailure;
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -27,12 +30,18 @@ internal sealed class StateSnapshots(Shard shard)
             if (shard.AppliedEntries - _atEntries < shard.SnapshotCount || shard.LeaderId != shard.MemberId) continue;
             try
             {
-                await TakeAsync(cancellationToken).ConfigureAwait(false);
+                long position = await TakeAsync(cancellationToken).ConfigureAwait(false);
+                if (_lastFailure is not null && _logger.IsEnabled(LogLevel.Information))
+                    _logger.LogInformation("state snapshot stored again (at journal position {Position}) after failures", position);
+                _lastFailure = null;
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
                 // The journal is away or the disk is full: the next tick tries again; nothing is lost
-                // meanwhile (the journal is only trimmed once a snapshot is stored).
+                // meanwhile (the journal is only trimmed once a snapshot is stored). Logged once per
+                // kind of failure, not every second.
+                if (ex.Message != _lastFailure) _logger.LogWarning(ex, "state snapshot failed; retried every {Interval} s", CheckInterval.TotalSeconds);
+                _lastFailure = ex.Message;
             }
         }
     }
