@@ -84,6 +84,11 @@ public sealed class NatsJournalTests
     private sealed class Load(IReadOnlyList<KvJournalProcess> members, string prefix) : IAsyncDisposable
     {
         public ConcurrentDictionary<string, long> Acked { get; } = new();
+
+        /// <summary>When each acknowledgement came (time since the load began) and through which member.</summary>
+        public ConcurrentQueue<(int Member, TimeSpan At)> AckTimes { get; } = new();
+
+        public TimeSpan Now => _clock.Elapsed;
         private readonly CancellationTokenSource _stop = new();
         private readonly Stopwatch _clock = Stopwatch.StartNew();
         private long _lastAckTicks;
@@ -107,6 +112,7 @@ public sealed class NatsJournalTests
                 {
                     var r = await members[w % members.Count].Kv.PutAsync(new PutRequest { Key = B(key), Value = B(key) }, deadline: DateTime.UtcNow.AddSeconds(30));
                     Acked[key] = r.Header.Revision;
+                    AckTimes.Enqueue((w % members.Count, _clock.Elapsed));
                     Interlocked.Increment(ref _acks);
                     long now = _clock.Elapsed.Ticks, last = Interlocked.Exchange(ref _lastAckTicks, now);
                     long gap = now - last, longest;
@@ -294,6 +300,51 @@ public sealed class NatsJournalTests
         finally
         {
             await DisposeAllAsync(m);
+        }
+    }
+
+    [Fact]
+    public async Task APartitionOfTheStreamLeaderAcknowledgesNothingOnItsSideAndLeavesOneHistory()
+    {
+        await using var lab = await NetworkLab.StartAsync(3);
+        await using var nats = await NatsCluster.StartAsync(3, lab);
+        var members = new List<KvJournalProcess>();
+        try
+        {
+            // The stream exists once a first member opened it; then one member talks only to its
+            // leader (the side that will be cut off) and one only to the other two nodes.
+            members.Add(await KvJournalProcess.StartAsync(null, ["--name", "first", "--journal-endpoints", nats.Endpoints]));
+            var leader = await nats.StreamLeaderAsync(Stream) ?? throw new InvalidOperationException("no stream leader");
+            var others = nats.Nodes.Where(n => n != leader).ToList();
+            string[] timeout = ["--journal-request-timeout", "5s"];
+            var minority = await KvJournalProcess.StartAsync(null, ["--name", "minority", "--journal-endpoints", leader.Url, .. timeout]);
+            var majority = await KvJournalProcess.StartAsync(null, ["--name", "majority", "--journal-endpoints", string.Join(",", others.Select(n => n.Url)), .. timeout]);
+            members.AddRange([minority, majority]);
+
+            var load = new Load([minority, majority], "partition/");
+            TimeSpan cut, healed;
+            await using (load)
+            {
+                load.Start(8);
+                await load.WaitForAcksAsync(300, TimeSpan.FromSeconds(60));
+                await lab.IsolateAsync(leader.Index);
+                cut = load.Now;
+                // The majority elects a leader and goes on; the cut-off side acknowledges nothing.
+                await load.WaitForAcksAsync(300, TimeSpan.FromSeconds(40));
+                await Task.Delay(TimeSpan.FromSeconds(3)); // let the cut-off side try for a while
+                await lab.HealAsync();
+                healed = load.Now;
+                await load.WaitForAcksAsync(300, TimeSpan.FromSeconds(60));
+            }
+            // A publish in flight at the cut may still be acknowledged once; none after a second.
+            var duringCut = load.AckTimes.Where(a => a.At > cut + TimeSpan.FromSeconds(1) && a.At < healed).ToList();
+            Assert.DoesNotContain(duringCut, a => a.Member == 0);
+            Assert.Contains(duringCut, a => a.Member == 1);
+            await AssertNothingLostAsync(members, load, "partition/");
+        }
+        finally
+        {
+            await DisposeAllAsync(members);
         }
     }
 }

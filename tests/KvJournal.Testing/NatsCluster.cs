@@ -15,17 +15,20 @@ public sealed class NatsCluster : IAsyncDisposable
 {
     private readonly string _dir = Paths.NewTempDir("nats");
     private readonly Node[] _nodes;
+    private readonly NetworkLab? _lab;
     private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
 
     /// <summary>One nats-server: its ports, and the process while it runs.</summary>
-    public sealed class Node(int index, int clientPort, int routePort, int monitorPort)
+    public sealed class Node(int index, string host, int clientPort, int routePort, int monitorPort)
     {
         public int Index { get; } = index;
+        /// <summary>The address it listens on: 127.0.0.1, or its host's in a <see cref="NetworkLab"/>.</summary>
+        public string Host { get; } = host;
         public string Name => $"n{Index}";
         public int ClientPort { get; } = clientPort;
         public int RoutePort { get; } = routePort;
         public int MonitorPort { get; } = monitorPort;
-        public string Url => $"nats://127.0.0.1:{ClientPort}";
+        public string Url => $"nats://{Host}:{ClientPort}";
         internal Process? Process { get; set; }
         internal StringBuilder Output { get; } = new();
         public bool Running => Process is { HasExited: false };
@@ -35,9 +38,10 @@ public sealed class NatsCluster : IAsyncDisposable
         ? path
         : Path.Combine(Environment.GetEnvironmentVariable("NATS_HOME") is { Length: > 0 } h ? h : "/tmp/nats", "bin", "nats-server");
 
-    private NatsCluster(int nodes)
+    private NatsCluster(int nodes, NetworkLab? lab)
     {
-        _nodes = [.. Enumerable.Range(1, nodes).Select(i => new Node(i, Ports.Free(), Ports.Free(), Ports.Free()))];
+        _lab = lab;
+        _nodes = [.. Enumerable.Range(1, nodes).Select(i => new Node(i, lab?.Address(i) ?? "127.0.0.1", Ports.Free(), Ports.Free(), Ports.Free()))];
     }
 
     public IReadOnlyList<Node> Nodes => _nodes;
@@ -45,11 +49,14 @@ public sealed class NatsCluster : IAsyncDisposable
     /// <summary>Every node's client URL, as a member's --journal-endpoints.</summary>
     public string Endpoints => string.Join(",", _nodes.Select(n => n.Url));
 
-    /// <summary>Starts the nodes and returns once each answers /healthz (JetStream ready).</summary>
-    public static async Task<NatsCluster> StartAsync(int nodes = 3)
+    /// <summary>
+    /// Starts the nodes (on loopback, or node i on host i of <paramref name="lab"/>) and returns once
+    /// each answers /healthz (JetStream ready).
+    /// </summary>
+    public static async Task<NatsCluster> StartAsync(int nodes = 3, NetworkLab? lab = null)
     {
         if (!File.Exists(Binary)) throw new FileNotFoundException($"{Binary} is missing: run tools/test.sh (it installs nats-server) or set NATS_SERVER", Binary);
-        var cluster = new NatsCluster(nodes);
+        var cluster = new NatsCluster(nodes, lab);
         try
         {
             foreach (var n in cluster._nodes) cluster.Start(n);
@@ -65,12 +72,12 @@ public sealed class NatsCluster : IAsyncDisposable
 
     private string Config(Node n)
     {
-        string routes = string.Join(", ", _nodes.Select(o => $"nats-route://127.0.0.1:{o.RoutePort}"));
+        string routes = string.Join(", ", _nodes.Select(o => $"nats-route://{o.Host}:{o.RoutePort}"));
         string store = Path.Combine(_dir, n.Name);
         return $$"""
             server_name: {{n.Name}}
-            listen: 127.0.0.1:{{n.ClientPort}}
-            http: 127.0.0.1:{{n.MonitorPort}}
+            listen: {{n.Host}}:{{n.ClientPort}}
+            http: {{n.Host}}:{{n.MonitorPort}}
             max_payload: 8MB
             jetstream {
               store_dir: "{{store}}"
@@ -78,7 +85,7 @@ public sealed class NatsCluster : IAsyncDisposable
             }
             cluster {
               name: kvjournal-test
-              listen: 127.0.0.1:{{n.RoutePort}}
+              listen: {{n.Host}}:{{n.RoutePort}}
               routes: [{{routes}}]
             }
             """;
@@ -88,7 +95,10 @@ public sealed class NatsCluster : IAsyncDisposable
     {
         string config = Path.Combine(_dir, n.Name + ".conf");
         File.WriteAllText(config, Config(n));
-        var psi = new ProcessStartInfo(Binary) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        // In a lab, `ip netns exec` replaces itself with nats-server: the PID is the server's.
+        string[] command = _lab is null ? [Binary] : [.. _lab.Exec(n.Index), Binary];
+        var psi = new ProcessStartInfo(command[0]) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in command[1..]) psi.ArgumentList.Add(a);
         psi.ArgumentList.Add("-c");
         psi.ArgumentList.Add(config);
         var p = new Process { StartInfo = psi };
@@ -109,7 +119,7 @@ public sealed class NatsCluster : IAsyncDisposable
             if (n.Process is { HasExited: true }) throw new InvalidOperationException($"nats-server {n.Name} exited: {n.Output}");
             try
             {
-                var r = await Http.GetAsync(new Uri($"http://127.0.0.1:{n.MonitorPort}/healthz"));
+                var r = await Http.GetAsync(new Uri($"http://{n.Host}:{n.MonitorPort}/healthz"));
                 if (r.IsSuccessStatusCode) return;
             }
             catch (HttpRequestException)
@@ -130,7 +140,7 @@ public sealed class NatsCluster : IAsyncDisposable
         {
             try
             {
-                using var doc = JsonDocument.Parse(await Http.GetStringAsync(new Uri($"http://127.0.0.1:{n.MonitorPort}/jsz?streams=true")));
+                using var doc = JsonDocument.Parse(await Http.GetStringAsync(new Uri($"http://{n.Host}:{n.MonitorPort}/jsz?streams=true")));
                 foreach (var account in doc.RootElement.GetProperty("account_details").EnumerateArray())
                 {
                     if (!account.TryGetProperty("stream_detail", out var streams)) continue;
