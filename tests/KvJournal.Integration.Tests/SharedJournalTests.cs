@@ -505,106 +505,23 @@ public sealed class SharedJournalTests
     [Fact]
     public async Task HistoryUnderKill9OfMembersAndJournalIsLinearizable()
     {
-        const int Clients = 6, Keys = 4, AckedPerClient = 150;
         await using var cluster = await Cluster.StartAsync(3);
-        var ops = new ConcurrentBag<KvJournal.Testing.Linearizability.Op>();
-        int acked = 0;
-        var milestones = new[] { 100, 250, 400, 550, 700 }.ToDictionary(n => n, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
-        bool faultsDone = false;
-        using var stop = new CancellationTokenSource(TimeSpan.FromMinutes(3)); // the bound: the load ends by itself
-
-        async Task ClientAsync(int c)
-        {
-            var random = new Random(c);
-            var lastSeen = new long[Keys];
-            int mine = 0;
-            for (int i = 0; !stop.IsCancellationRequested && !(Volatile.Read(ref faultsDone) && mine >= AckedPerClient); i++)
-            {
-                int k = random.Next(Keys);
-                string key = $"lin/{k}", value = $"c{c}-{i}";
-                var kv = cluster.Members[(c + i) % 3].Kv; // consecutive ops of a client go through different members
-                int pick = random.Next(10);
-                var kind = pick < 4 ? KvJournal.Testing.Linearizability.OpKind.Put : pick < 8 ? KvJournal.Testing.Linearizability.OpKind.Get : KvJournal.Testing.Linearizability.OpKind.Cas;
-                long start = Stopwatch.GetTimestamp();
-                var deadline = DateTime.UtcNow.AddSeconds(5);
-                try
-                {
-                    KvJournal.Testing.Linearizability.Op op;
-                    switch (kind)
-                    {
-                        case KvJournal.Testing.Linearizability.OpKind.Put:
-                            var put = await kv.PutAsync(new PutRequest { Key = B(key), Value = B(value) }, deadline: deadline);
-                            lastSeen[k] = put.Header.Revision;
-                            op = new(c, kind, key, start, Stopwatch.GetTimestamp(), true) { Value = value, Revision = put.Header.Revision };
-                            break;
-                        case KvJournal.Testing.Linearizability.OpKind.Get:
-                            var get = await kv.RangeAsync(new RangeRequest { Key = B(key) }, deadline: deadline);
-                            var found = get.Kvs.FirstOrDefault();
-                            lastSeen[k] = found?.ModRevision ?? 0;
-                            op = new(c, kind, key, start, Stopwatch.GetTimestamp(), true) { Revision = get.Header.Revision, Read = found?.Value.ToStringUtf8(), ReadModRevision = found?.ModRevision ?? 0 };
-                            break;
-                        default:
-                            long expected = lastSeen[k];
-                            var txn = await kv.TxnAsync(new TxnRequest
-                            {
-                                Compare = { new Compare { Key = B(key), Target = Compare.Types.CompareTarget.Mod, Result = Compare.Types.CompareResult.Equal, ModRevision = expected } },
-                                Success = { new RequestOp { RequestPut = new PutRequest { Key = B(key), Value = B(value) } } },
-                            }, deadline: deadline);
-                            if (txn.Succeeded) lastSeen[k] = txn.Header.Revision;
-                            op = new(c, kind, key, start, Stopwatch.GetTimestamp(), true) { Value = value, Expected = expected, Revision = txn.Header.Revision, Succeeded = txn.Succeeded };
-                            break;
-                    }
-                    ops.Add(op);
-                    mine++;
-                    if (milestones.TryGetValue(Interlocked.Increment(ref acked), out var reached)) reached.TrySetResult();
-                }
-                catch (Exception ex) when (ex is RpcException or ObjectDisposedException) // the member was just replaced
-                {
-                    // Unknown outcome: a write may or may not have happened; a failed read says nothing.
-                    if (kind != KvJournal.Testing.Linearizability.OpKind.Get)
-                        ops.Add(new(c, kind, key, start, Stopwatch.GetTimestamp(), false) { Value = value, Expected = kind == KvJournal.Testing.Linearizability.OpKind.Cas ? lastSeen[k] : 0 });
-                    await Task.Delay(20); // pacing while a member or the journal is down, not synchronisation
-                }
-            }
-        }
-
-        var clients = Enumerable.Range(0, Clients).Select(c => Task.Run(() => ClientAsync(c))).ToArray();
-        await milestones[100].Task.WaitAsync(stop.Token);
+        var workload = new KvJournal.Testing.Linearizability.RegisterWorkload(m => cluster.Members[m].Kv, 3, "lin/");
+        workload.Start();
+        await workload.AckedAsync(100);
         await cluster.RestartMemberAsync(1);
-        await milestones[250].Task.WaitAsync(stop.Token);
+        await workload.AckedAsync(250);
         await cluster.RestartJournalAsync();
-        await milestones[400].Task.WaitAsync(stop.Token);
+        await workload.AckedAsync(400);
         await cluster.RestartMemberAsync(2);
-        await milestones[550].Task.WaitAsync(stop.Token);
+        await workload.AckedAsync(550);
         await cluster.RestartJournalAsync();
-        await milestones[700].Task.WaitAsync(stop.Token);
+        await workload.AckedAsync(700);
         await cluster.RestartMemberAsync(0);
-        Volatile.Write(ref faultsDone, true);
-        await Task.WhenAll(clients);
-        Assert.False(stop.IsCancellationRequested, "the workload did not finish in time");
-
-        // The server's write history: every put on the keys, from a watch over all revisions.
-        var head = await RetryUntilAsync(() => cluster.Members[0].Kv.RangeAsync(new RangeRequest { Key = B("lin/"), RangeEnd = B(WatchSession.PrefixEnd("lin/")), CountOnly = true }).ResponseAsync, TimeSpan.FromSeconds(30));
-        var history = new List<KvJournal.Testing.Linearizability.HistoryWrite>();
-        await using (var watch = new WatchSession(cluster.Members[0].Channel))
-        {
-            await watch.WatchAsync(WatchSession.Create("lin/", WatchSession.PrefixEnd("lin/"), startRevision: 1));
-            long at = 0;
-            while (at < head.Header.Revision)
-            {
-                var r = await watch.NextAsync(TimeSpan.FromSeconds(10));
-                foreach (var e in r.Events)
-                {
-                    history.Add(new(e.Kv.Key.ToStringUtf8(), e.Kv.Value.ToStringUtf8(), e.Kv.ModRevision));
-                    at = e.Kv.ModRevision;
-                }
-                if (r.Events.Count == 0 && r.Header.Revision >= head.Header.Revision) break;
-            }
-        }
-        var problems = KvJournal.Testing.Linearizability.RegisterHistory.Check(ops.ToList(), history);
-        Assert.True(problems.Count == 0, $"{problems.Count} violations in {ops.Count} ops, e.g.:\n{string.Join("\n", problems.Take(10))}");
-        Assert.True(ops.Count(o => o.Acknowledged) >= Clients * AckedPerClient);
-        Assert.Contains(ops, o => !o.Acknowledged); // the faults were felt
+        await workload.FinishAsync();
+        await RetryUntilAsync(() => cluster.Members[0].Kv.RangeAsync(new RangeRequest { Key = B("lin/"), CountOnly = true }).ResponseAsync, TimeSpan.FromSeconds(30));
+        var problems = await workload.CheckAsync(cluster.Members);
+        Assert.True(problems.Count == 0, $"{problems.Count} violations in {workload.Ops.Count} ops, e.g.:\n{string.Join("\n", problems.Take(10))}");
     }
 
     // The first count events a watch from a revision replays, as "revision type key value" lines.

@@ -145,8 +145,9 @@ public abstract class ServerProcess : IAsyncDisposable
                 await ProbeAsync(DateTime.UtcNow.AddSeconds(2));
                 return;
             }
-            catch (RpcException) when (DateTime.UtcNow < deadline)
+            catch (RpcException ex)
             {
+                if (DateTime.UtcNow >= deadline) throw new TimeoutException($"server not ready after {timeout} ({ex.Status.Detail}):\n{Output}", ex);
                 // not listening yet: the next attempt waits on the connect itself, not on a sleep
                 await Task.Yield();
             }

@@ -185,7 +185,7 @@ public sealed class Shard
         var shard = new Shard(journal, options);
         await shard.RestoreLatestSnapshotAsync(cancellationToken).ConfigureAwait(false);
         shard._tailing = Task.Run(() => shard._tailer.RunAsync(shard._stopping.Token), CancellationToken.None);
-        await shard.WaitLinearizableAsync(cancellationToken).ConfigureAwait(false);
+        await shard.CatchUpAsync(cancellationToken).ConfigureAwait(false);
         if (shard.ClusterId == 0)
         {
             var bootstrap = new JournalEntry { Bootstrap = new Bootstrap { ClusterId = RandomNonZero() } };
@@ -295,6 +295,23 @@ public sealed class Shard
         long index = await _journal.ReadIndexAsync(cancellationToken).ConfigureAwait(false);
         await _applied.WaitForAsync(index, cancellationToken).ConfigureAwait(false);
     }
+
+    // Start-up: apply everything the journal held at open, saying every few seconds how far it got
+    // (a large journal takes a while; a stalled one must be visible in the log).
+    private async Task CatchUpAsync(CancellationToken cancellationToken)
+    {
+        var logger = _options.Logs.CreateLogger("KvJournal.Apply");
+        long index = await _journal.ReadIndexAsync(cancellationToken).ConfigureAwait(false);
+        var caughtUp = _applied.WaitForAsync(index, cancellationToken);
+        while (await Task.WhenAny(caughtUp, Task.Delay(CatchUpReport, cancellationToken)).ConfigureAwait(false) != caughtUp)
+        {
+            if (logger.IsEnabled(LogLevel.Information))
+                logger.LogInformation("catching up with the journal: applied up to {Applied}, the journal's tail is {Tail}", _journal.Describe(_applied.Value), _journal.Describe(index));
+        }
+        await caughtUp.ConfigureAwait(false);
+    }
+
+    private static readonly TimeSpan CatchUpReport = TimeSpan.FromSeconds(5);
 
     /// <summary>Completes once this member applied an entry past <paramref name="position"/> (a recipe re-checks then).</summary>
     public Task WaitAppliedBeyondAsync(long position, CancellationToken cancellationToken) =>
