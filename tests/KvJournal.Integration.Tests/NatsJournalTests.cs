@@ -384,4 +384,64 @@ public sealed class NatsJournalTests
             await DisposeAllAsync(m);
         }
     }
+
+    // README's authorization block: only the members' user may publish to the journal and use JetStream.
+    private const string Authorization = """
+        authorization {
+          users: [
+            { user: kvjournal, password: "s3cret",
+              permissions: { publish: ["kvjournal.>", "$JS.API.>", "$JS.ACK.>", "$O.kvjournal-default-snapshots.>"],
+                             subscribe: ["_INBOX.>", "$O.kvjournal-default-snapshots.>"] } }
+            { user: other, password: "x", permissions: { publish: ["nothing.>"], subscribe: ["_INBOX.>"] } }
+          ]
+        }
+        """;
+
+    [Fact]
+    public async Task MembersAuthenticateAndNoOtherUserCanWriteTheJournal()
+    {
+        await using var nats = await NatsCluster.StartAsync(3, authorization: Authorization);
+        string secrets = Paths.NewTempDir("nats-secrets");
+        try
+        {
+            string password = Path.Combine(secrets, "password");
+            await File.WriteAllTextAsync(password, "s3cret\n");
+            await using var member = await KvJournalProcess.StartAsync(null, "--journal-endpoints", nats.Endpoints, "--journal-user", "kvjournal", "--journal-password-file", password);
+            var put = await member.Kv.PutAsync(new PutRequest { Key = B("auth/k"), Value = B("v") });
+
+            // Another user reaches the servers but cannot append to the journal or purge it.
+            await using (var other = new NATS.Client.Core.NatsConnection(new NATS.Client.Core.NatsOpts
+            {
+                Url = nats.Nodes[0].Url,
+                AuthOpts = new NATS.Client.Core.NatsAuthOpts { Username = "other", Password = "x" },
+                RequestTimeout = TimeSpan.FromSeconds(2),
+            }))
+            {
+                var js = new NATS.Client.JetStream.NatsJSContext(other);
+                await Assert.ThrowsAnyAsync<NATS.Client.Core.NatsException>(async () => await js.PublishAsync("kvjournal.default", new byte[] { 1, 2, 3, 4, 5, 6 }));
+                await Assert.ThrowsAnyAsync<NATS.Client.Core.NatsException>(async () => await js.PurgeStreamAsync(Stream, new NATS.Client.JetStream.Models.StreamPurgeRequest()));
+            }
+            var after = await member.Kv.PutAsync(new PutRequest { Key = B("auth/k2"), Value = B("v") });
+            Assert.Equal(put.Header.Revision + 1, after.Header.Revision);
+
+            // Without credentials a member is refused at start, saying so.
+            var (exitCode, output) = await KvJournalProcess.RunToExitAsync(TimeSpan.FromSeconds(60),
+                KvJournalProcess.MemberArgs(Ports.Free(), Paths.NewTempDir("kvj-noauth"), "--journal-endpoints", nats.Endpoints, "--journal-request-timeout", "3s"));
+            Assert.Equal(1, exitCode);
+            Assert.Contains("cannot reach the NATS servers", output);
+        }
+        finally
+        {
+            Paths.DeleteDir(secrets);
+        }
+    }
+
+    [Fact]
+    public async Task UnreachableServersAreRefusedAtStartWithAClearError()
+    {
+        var (exitCode, output) = await KvJournalProcess.RunToExitAsync(TimeSpan.FromSeconds(60),
+            KvJournalProcess.MemberArgs(Ports.Free(), Paths.NewTempDir("kvj-nonats"), "--journal-endpoints", $"nats://127.0.0.1:{Ports.Free()}", "--journal-request-timeout", "3s"));
+        Assert.Equal(1, exitCode);
+        Assert.Contains("cannot reach the NATS servers at nats://127.0.0.1:", output);
+    }
 }

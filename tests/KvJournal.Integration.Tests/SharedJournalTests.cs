@@ -251,19 +251,27 @@ public sealed class SharedJournalTests
         byte[] damaged = JournalEntryCodec.Encode(new JournalEntry { MemberId = 0xbad, RequestId = 1, Put = new PutRequest { Key = B("damaged"), Value = B("v") } });
         damaged[^1] ^= 0x40;
         await cluster.Journal.Journal.AppendAsync(new AppendRequest { Stream = "default", Entries = { ByteString.CopyFrom(damaged) } });
+
+        // Each member stops once its applier reaches the damaged entry (a write before that still goes through).
+        foreach (var member in m)
+        {
+            var deadline = DateTime.UtcNow.AddSeconds(20);
+            while (true)
+            {
+                var outcome = await Responses.CaptureAsync(() => member.Kv.PutAsync(new PutRequest { Key = B("before-stop"), Value = B("v") }, deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
+                if (outcome.Detail == "etcdserver: server stopped") break;
+                Assert.True(DateTime.UtcNow < deadline, $"still not stopped: {outcome}");
+            }
+        }
         long tail = (await cluster.Journal.Journal.StatusAsync(new KvJournal.Protos.JournalService.StatusRequest { Stream = "default" })).LastDurablePosition;
 
         foreach (var member in m)
         {
             // Fail-stop: a write is refused at once (never appended for the others to apply), /livez says why.
-            var deadline = DateTime.UtcNow.AddSeconds(20);
-            RpcException refused;
-            while (true)
-            {
-                refused = await Assert.ThrowsAsync<RpcException>(() => member.Kv.PutAsync(new PutRequest { Key = B("after"), Value = B("v") }, deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
-                if (refused.Status.Detail == "etcdserver: server stopped" || DateTime.UtcNow > deadline) break;
-            }
+            var clock = Stopwatch.StartNew();
+            var refused = await Assert.ThrowsAsync<RpcException>(() => member.Kv.PutAsync(new PutRequest { Key = B("after"), Value = B("v") }, deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
             Assert.Equal((StatusCode.Unavailable, "etcdserver: server stopped"), (refused.StatusCode, refused.Status.Detail));
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(2), $"the refusal took {clock.Elapsed}");
             var livez = await Curl.GetAsync($"http://{member.Endpoint}/livez?verbose");
             Assert.Equal(503, livez.Status);
             Assert.Contains("serializable_read failed: apply stopped", livez.Body);

@@ -16,6 +16,7 @@ public sealed class NatsCluster : IAsyncDisposable
     private readonly string _dir = Paths.NewTempDir("nats");
     private readonly Node[] _nodes;
     private readonly NetworkLab? _lab;
+    private readonly string _authorization;
     private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
 
     /// <summary>One nats-server: its ports, and the process while it runs.</summary>
@@ -38,9 +39,10 @@ public sealed class NatsCluster : IAsyncDisposable
         ? path
         : Path.Combine(Environment.GetEnvironmentVariable("NATS_HOME") is { Length: > 0 } h ? h : "/tmp/nats", "bin", "nats-server");
 
-    private NatsCluster(int nodes, NetworkLab? lab)
+    private NatsCluster(int nodes, NetworkLab? lab, string authorization)
     {
         _lab = lab;
+        _authorization = authorization;
         _nodes = [.. Enumerable.Range(1, nodes).Select(i => new Node(i, lab?.Address(i) ?? "127.0.0.1", Ports.Free(), Ports.Free(), Ports.Free()))];
     }
 
@@ -53,10 +55,11 @@ public sealed class NatsCluster : IAsyncDisposable
     /// Starts the nodes (on loopback, or node i on host i of <paramref name="lab"/>) and returns once
     /// each answers /healthz (JetStream ready).
     /// </summary>
-    public static async Task<NatsCluster> StartAsync(int nodes = 3, NetworkLab? lab = null)
+    /// <param name="authorization">a nats-server <c>authorization { ... }</c> block for client connections, or empty.</param>
+    public static async Task<NatsCluster> StartAsync(int nodes = 3, NetworkLab? lab = null, string authorization = "")
     {
         if (!File.Exists(Binary)) throw new FileNotFoundException($"{Binary} is missing: run tools/test.sh (it installs nats-server) or set NATS_SERVER", Binary);
-        var cluster = new NatsCluster(nodes, lab);
+        var cluster = new NatsCluster(nodes, lab, authorization);
         try
         {
             foreach (var n in cluster._nodes) cluster.Start(n);
@@ -88,6 +91,7 @@ public sealed class NatsCluster : IAsyncDisposable
               listen: {{n.Host}}:{{n.RoutePort}}
               routes: [{{routes}}]
             }
+            {{_authorization}}
             """;
     }
 
