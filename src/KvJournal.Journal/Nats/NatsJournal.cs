@@ -148,7 +148,7 @@ public sealed partial class NatsJournal : IJournal
 
     public bool IsReachable => _reachable && _connection.ConnectionState == NatsConnectionState.Open;
 
-    public string Describe(long position) =>
+    public string Describe(long position) => position < 0 ? $"the start of NATS stream {_stream}" :
         $"NATS stream {_stream} message {MessageFrame.SequenceOf(position)} entry {((position & 0xFFFF) == 0xFFFF ? "last" : (position & 0xFFFF).ToString(System.Globalization.CultureInfo.InvariantCulture))}";
 
     public ValueTask<long> AppendAsync(ReadOnlyMemory<byte> entry, CancellationToken cancellationToken = default)
@@ -316,7 +316,7 @@ public sealed partial class NatsJournal : IJournal
             OptStartSeq = start,
         }, cancellationToken).ConfigureAwait(false);
         ulong expected = start;
-        await foreach (var msg in consumer.ConsumeAsync(NatsRawSerializer<byte[]>.Default, cancellationToken: cancellationToken).ConfigureAwait(false))
+        await foreach (var msg in consumer.ConsumeAsync(NatsRawSerializer<byte[]>.Default, ConsumeOptions, cancellationToken).ConfigureAwait(false))
         {
             ulong sequence = msg.Metadata?.Sequence.Stream ?? 0;
             if (sequence != expected)
@@ -335,6 +335,16 @@ public sealed partial class NatsJournal : IJournal
             AdvanceDurable(MessageFrame.EndOf(sequence));
         }
     }
+
+    // The ordered consumer is an ephemeral consumer on one server: when that server dies, the
+    // client notices by missed heartbeats and recreates it from the last sequence it delivered.
+    // NATS.Net's default heartbeat (30 s) would leave a member's tail stalled that long.
+    private static readonly NatsJSConsumeOpts ConsumeOptions = new()
+    {
+        MaxMsgs = 1000, // NATS.Net's default batch, which setting the timings requires naming
+        Expires = TimeSpan.FromSeconds(2),
+        IdleHeartbeat = TimeSpan.FromMilliseconds(500),
+    };
 
     public async Task TrimBelowAsync(long position, CancellationToken cancellationToken)
     {

@@ -104,25 +104,24 @@ public sealed class RegisterWorkload(Func<int, KV.KVClient> member, int members,
 
     /// <summary>
     /// The server's write history of the workload's keys as one member's watch from revision 1
-    /// replays it, up to the head revision now.
+    /// replays it, up to revision <paramref name="upTo"/>.
     /// </summary>
-    public async Task<List<HistoryWrite>> HistoryAsync(ServerProcess from)
+    public async Task<List<HistoryWrite>> HistoryAsync(ServerProcess from, long upTo)
     {
-        var kv = new KV.KVClient(from.Channel);
-        var head = await kv.RangeAsync(new RangeRequest { Key = B(prefix), RangeEnd = B(WatchSession.PrefixEnd(prefix)), CountOnly = true });
         var history = new List<HistoryWrite>();
         await using var watch = new WatchSession(from.Channel);
         await watch.WatchAsync(WatchSession.Create(prefix, WatchSession.PrefixEnd(prefix), startRevision: 1));
         long at = 0;
-        while (at < head.Header.Revision)
+        while (at < upTo)
         {
             var r = await watch.NextAsync(TimeSpan.FromSeconds(10));
             foreach (var e in r.Events)
             {
+                if (e.Kv.ModRevision > upTo) return history;
                 history.Add(new(e.Kv.Key.ToStringUtf8(), e.Kv.Value.ToStringUtf8(), e.Kv.ModRevision));
                 at = e.Kv.ModRevision;
             }
-            if (r.Events.Count == 0 && r.Header.Revision >= head.Header.Revision) break;
+            if (r.Events.Count == 0 && r.Header.Revision >= upTo) break;
         }
         return history;
     }
@@ -134,8 +133,22 @@ public sealed class RegisterWorkload(Func<int, KV.KVClient> member, int members,
     /// </summary>
     public async Task<List<string>> CheckAsync(IReadOnlyList<ServerProcess> allMembers)
     {
+        // A write whose client gave up may still land a little later (the member retries it until
+        // its journal timeout): histories are compared up to a fence written after all of them.
+        var kv = new KV.KVClient(allMembers[0].Channel);
+        long fence = 0;
+        for (var deadline = DateTime.UtcNow.AddSeconds(60); fence == 0;)
+        {
+            try
+            {
+                fence = (await kv.PutAsync(new PutRequest { Key = B(prefix + "fence"), Value = B("fence") }, deadline: DateTime.UtcNow.AddSeconds(20))).Header.Revision;
+            }
+            catch (RpcException) when (DateTime.UtcNow < deadline)
+            {
+            }
+        }
         var histories = new List<List<HistoryWrite>>();
-        foreach (var m in allMembers) histories.Add(await HistoryAsync(m));
+        foreach (var m in allMembers) histories.Add((await HistoryAsync(m, fence)).Where(w => w.Key != prefix + "fence").ToList());
         var problems = new List<string>();
         for (int i = 1; i < histories.Count; i++)
         {
