@@ -49,8 +49,8 @@ public sealed partial class FasterLogJournal
     // opens it (its recovery reads past the end of such a file).
     private void CheckFilesHold(long position)
     {
-        string file = SegmentFile(_directory, position);
-        long needed = (position & ((1L << LogInstance.SegmentBitsFor(_maxEntryBytes)) - 1)) + 1;
+        string file = SegmentFile(position);
+        long needed = OffsetInSegment(position) + 1;
         long length = File.Exists(file) ? new FileInfo(file).Length : 0;
         if (length < needed)
             Damaged(position, $"{file} is {length} bytes, but an entry at offset {needed - 1} was acknowledged durable: the file was truncated or lost");
@@ -86,9 +86,9 @@ public sealed partial class FasterLogJournal
 
     private void LogUncommittedTail(long committed)
     {
-        string file = SegmentFile(_directory, committed);
+        string file = SegmentFile(committed);
         if (!File.Exists(file)) return;
-        long end = committed & ((1L << LogInstance.SegmentBitsFor(_maxEntryBytes)) - 1);
+        long end = OffsetInSegment(committed);
         long past = new FileInfo(file).Length - ((end + 4095) & ~4095L);
         if (past > 0 && _logger.IsEnabled(LogLevel.Warning))
             _logger.LogWarning("journal: {Bytes} bytes after the last commit at {Position} were never committed (a write cut short by a crash or a failed commit); they are ignored and will be overwritten",

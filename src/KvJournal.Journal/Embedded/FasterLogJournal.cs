@@ -257,9 +257,11 @@ public sealed partial class FasterLogJournal : IJournal
 
     // FasterLog names its segment files fasterlog.log.N, each 2^SegmentSizeBits bytes of the address space.
     public string Describe(long position) =>
-        $"{SegmentFile(_directory, position)} offset {position & ((1L << LogInstance.SegmentBitsFor(_maxEntryBytes)) - 1)} (position {position})";
+        $"{SegmentFile(position)} offset {OffsetInSegment(position)} (position {position})";
 
-    private string SegmentFile(string directory, long position) => Path.Combine(directory, "fasterlog.log." + (position >> LogInstance.SegmentBitsFor(_maxEntryBytes)));
+    private string SegmentFile(long position) => Path.Combine(_directory, "fasterlog.log." + (position >> LogInstance.SegmentBitsFor(_maxEntryBytes)));
+
+    private long OffsetInSegment(long position) => position & ((1L << LogInstance.SegmentBitsFor(_maxEntryBytes)) - 1);
 
     public async ValueTask DisposeAsync()
     {
