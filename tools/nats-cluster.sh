@@ -24,6 +24,13 @@ start)
     for i in $(seq 1 "$nodes"); do routes+="nats-route://127.0.0.1:$((6221 + i)), "; done
     endpoints=""
     for i in $(seq 1 "$nodes"); do
+        # One node runs JetStream standalone (for --journal-replicas 1); several form a cluster.
+        cluster=""
+        [ "$nodes" -gt 1 ] && cluster="cluster {
+  name: kvjournal
+  listen: 127.0.0.1:$((6221 + i))
+  routes: [${routes%, }]
+}"
         cat > "$dir/n$i.conf" <<CONF
 server_name: n$i
 listen: 127.0.0.1:$((4221 + i))
@@ -33,11 +40,7 @@ jetstream {
   store_dir: "$dir/n$i"
   sync_interval: always
 }
-cluster {
-  name: kvjournal
-  listen: 127.0.0.1:$((6221 + i))
-  routes: [${routes%, }]
-}
+$cluster
 CONF
         "$server" -c "$dir/n$i.conf" > "$dir/n$i.log" 2>&1 &
         echo $! > "$dir/n$i.pid"

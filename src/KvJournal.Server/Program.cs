@@ -6,8 +6,6 @@ public static class Program
 {
     public static async Task<int> Main(string[] args)
     {
-        // `kvjournal journal ...` runs the journal server members share; anything else is a member.
-        if (args.Length > 0 && args[0] == "journal") return await JournalServerHost.RunAsync(args[1..]);
         if (args.Contains("--help") || args.Contains("-h") || args.Contains("-help"))
         {
             Console.Out.WriteLine(ServerOptions.Usage);

@@ -138,7 +138,23 @@ public sealed class NatsCluster : IAsyncDisposable
     }
 
     /// <summary>The node that leads the JetStream stream <paramref name="stream"/> now (from a running node's /jsz), or null.</summary>
-    public async Task<Node?> StreamLeaderAsync(string stream)
+    public Task<Node?> StreamLeaderAsync(string stream) =>
+        FromStreamDetailAsync(stream, s =>
+        {
+            string? leader = s.GetProperty("cluster").TryGetProperty("leader", out var l) ? l.GetString() : null;
+            return _nodes.FirstOrDefault(x => x.Name == leader);
+        });
+
+    /// <summary>The first and last sequence of stream <paramref name="stream"/> as a running node sees it, or null.</summary>
+    public async Task<(ulong First, ulong Last)?> StreamStateAsync(string stream) =>
+        await FromStreamDetailAsync<Tuple<ulong, ulong>>(stream, s =>
+        {
+            var state = s.GetProperty("state");
+            return Tuple.Create(state.GetProperty("first_seq").GetUInt64(), state.GetProperty("last_seq").GetUInt64());
+        }) is { } t ? (t.Item1, t.Item2) : null;
+
+    // The first non-null answer of read over the stream's detail in a running node's /jsz.
+    private async Task<T?> FromStreamDetailAsync<T>(string stream, Func<JsonElement, T?> read) where T : class
     {
         foreach (var n in _nodes.Where(n => n.Running))
         {
@@ -149,15 +165,10 @@ public sealed class NatsCluster : IAsyncDisposable
                 {
                     if (!account.TryGetProperty("stream_detail", out var streams)) continue;
                     foreach (var s in streams.EnumerateArray())
-                    {
-                        if (s.GetProperty("name").GetString() != stream) continue;
-                        string? leader = s.GetProperty("cluster").TryGetProperty("leader", out var l) ? l.GetString() : null;
-                        var node = _nodes.FirstOrDefault(x => x.Name == leader);
-                        if (node is not null) return node;
-                    }
+                        if (s.GetProperty("name").GetString() == stream && read(s) is { } found) return found;
                 }
             }
-            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or KeyNotFoundException or JsonException)
+            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or KeyNotFoundException or JsonException or InvalidOperationException)
             {
             }
         }

@@ -130,7 +130,7 @@ public abstract class ServerProcess : IAsyncDisposable
     }
 
     /// <summary>Waits until the server answers a serializable Range, or fails with its output.</summary>
-    private async Task WaitReadyAsync(TimeSpan timeout)
+    private protected async Task WaitReadyAsync(TimeSpan timeout)
     {
         var deadline = DateTime.UtcNow + timeout;
         while (true)
@@ -258,18 +258,19 @@ public sealed class KvJournalProcess : ServerProcess
 /// <summary>The reference etcd (Debian's package), single member; fsync off unless asked (tests compare answers only).</summary>
 public sealed class ReferenceEtcdProcess : ServerProcess
 {
-    private ReferenceEtcdProcess(int port, int peerPort, string dataDir, bool fsync, IEnumerable<string> extraArgs)
-        : base(Paths.Etcd, Args(port, peerPort, dataDir, fsync).Concat(extraArgs), port, dataDir, ownsDataDir: true)
+    private ReferenceEtcdProcess(int port, int peerPort, string dataDir, bool fsync, IEnumerable<string> extraArgs, string? initialCluster = null)
+        : base(Paths.Etcd, Args(port, peerPort, dataDir, fsync, initialCluster).Concat(extraArgs), port, dataDir, ownsDataDir: true)
     {
     }
 
-    private static IEnumerable<string> Args(int port, int peerPort, string dataDir, bool fsync)
+    // A single-member cluster unless initialCluster names the others.
+    private static IEnumerable<string> Args(int port, int peerPort, string dataDir, bool fsync, string? initialCluster)
     {
         string name = $"etcdref-{port}";
         string peer = $"http://127.0.0.1:{peerPort}";
         string client = $"http://127.0.0.1:{port}";
         return ["--name", name, "--data-dir", dataDir, "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", $"{name}={peer}",
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", initialCluster ?? $"{name}={peer}",
             "--initial-cluster-state", "new", "--log-level", "error", .. (fsync ? Array.Empty<string>() : ["--unsafe-no-fsync"])];
     }
 
@@ -279,4 +280,26 @@ public sealed class ReferenceEtcdProcess : ServerProcess
     /// <summary>With <paramref name="fsync"/> etcd runs as in production (benchmarks); tests skip the flushes.</summary>
     public static Task<ReferenceEtcdProcess> StartAsync(bool fsync, params string[] extraArgs) =>
         ReadyAsync(() => new ReferenceEtcdProcess(Ports.Free(), Ports.Free(), Paths.NewTempDir("etcdref"), fsync, extraArgs));
+
+    /// <summary>
+    /// A cluster of <paramref name="members"/> etcd members on loopback (etcd's own Raft), each
+    /// returned once it serves; with <paramref name="fsync"/> as in production.
+    /// </summary>
+    public static async Task<IReadOnlyList<ReferenceEtcdProcess>> StartClusterAsync(int members, bool fsync)
+    {
+        var ports = Enumerable.Range(0, members).Select(_ => (Client: Ports.Free(), Peer: Ports.Free())).ToArray();
+        string cluster = string.Join(",", ports.Select(p => $"etcdref-{p.Client}=http://127.0.0.1:{p.Peer}"));
+        var started = ports.Select(p => new ReferenceEtcdProcess(p.Client, p.Peer, Paths.NewTempDir("etcdref"), fsync, [], cluster)).ToList();
+        try
+        {
+            // Together: none serves before a majority of them runs.
+            await Task.WhenAll(started.Select(s => s.WaitReadyAsync(TimeSpan.FromSeconds(60))));
+            return started;
+        }
+        catch
+        {
+            foreach (var s in started) await s.DisposeAsync();
+            throw;
+        }
+    }
 }

@@ -2,7 +2,6 @@ using System.Net;
 using KvJournal.Journal;
 using KvJournal.Journal.Embedded;
 using KvJournal.Journal.Nats;
-using KvJournal.Journal.Remote;
 using KvJournal.Member.Compaction;
 using KvJournal.Member.Shards;
 using KvJournal.Server.Api.Cluster;
@@ -43,8 +42,6 @@ public sealed class KvJournalServer : IAsyncDisposable
     }
 
     private readonly List<HostedShard> _shards = [];
-    // The journal server the shards' streams live on, when not embedded.
-    private Grpc.Net.Client.GrpcChannel? _journalChannel;
     private readonly CancellationTokenSource _stopping = new();
     private WebApplication? _app;
 
@@ -131,12 +128,10 @@ public sealed class KvJournalServer : IAsyncDisposable
 
     private async Task OpenShardAsync(string name, string journalDir, IReadOnlyList<Uri> listen, IReadOnlyList<Uri> advertise, ulong memberId, CancellationToken cancellationToken)
     {
-        // Each shard is one stream of the journal server (named like the shard), or an embedded
-        // FasterLog with room for the entry framing around the largest request.
+        // Each shard is one JetStream stream (named after the shard), or an embedded FasterLog;
+        // both with room for the entry framing around the largest request.
         IJournal journal = _options.UsesNats
             ? await NatsJournal.OpenAsync(NatsOptions(memberId), name, _logs.CreateLogger("KvJournal.Journal"), cancellationToken).ConfigureAwait(false)
-            : _options.JournalEndpoints.Count > 0
-            ? new RemoteJournal((_journalChannel ??= RemoteJournal.Connect(_options.JournalEndpoints[0])).CreateCallInvoker(), name)
             : new FasterLogJournal(journalDir, _options.MaxRequestBytes + 64 * 1024, _logs.CreateLogger("KvJournal.Journal"), _options.UnsafeAcceptJournalLoss);
         var shard = await Shard.OpenAsync(journal, new ShardOptions(memberId, _options.MaxRequestBytes, _options.WatchProgressNotifyInterval)
         {
@@ -180,9 +175,9 @@ public sealed class KvJournalServer : IAsyncDisposable
 
     /// <summary>
     /// Structured (JSON) logs like etcd's at an etcd --log-level; the web stack's per-request
-    /// information stays out. Shared by the member and the journal server.
+    /// information stays out.
     /// </summary>
-    internal static void JsonLogs(ILoggingBuilder logging, string etcdLevel)
+    private static void JsonLogs(ILoggingBuilder logging, string etcdLevel)
     {
         var level = LogLevelOf(etcdLevel);
         logging.ClearProviders();
@@ -247,7 +242,6 @@ public sealed class KvJournalServer : IAsyncDisposable
             await hosted.Shard.CloseAsync().ConfigureAwait(false);
             await hosted.Journal.DisposeAsync().ConfigureAwait(false);
         }
-        _journalChannel?.Dispose();
         _logs.Dispose();
     }
 }

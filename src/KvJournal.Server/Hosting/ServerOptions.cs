@@ -50,13 +50,13 @@ public sealed record ServerOptions
     public bool UnsafeAcceptJournalLoss { get; init; }
 
     /// <summary>
-    /// The journal this member shares with others: NATS servers (nats://, several) or one journal
-    /// server (http://); empty = the embedded journal under --data-dir.
+    /// The journal this member shares with others: NATS servers (nats:// or tls://, several);
+    /// empty = the embedded journal under --data-dir.
     /// </summary>
     public IReadOnlyList<Uri> JournalEndpoints { get; init; } = [];
 
-    /// <summary>Whether the journal is NATS JetStream (nats:// or tls:// endpoints).</summary>
-    public bool UsesNats => JournalEndpoints.Count > 0 && JournalEndpoints[0].Scheme is "nats" or "tls";
+    /// <summary>Whether the journal is NATS JetStream rather than embedded.</summary>
+    public bool UsesNats => JournalEndpoints.Count > 0;
 
     /// <summary>Replicas each shard's JetStream stream must have (--journal-replicas).</summary>
     public int JournalReplicas { get; init; } = 3;
@@ -91,7 +91,6 @@ public sealed record ServerOptions
 
     public const string Usage = """
         Usage: kvjournal [flags]
-               kvjournal journal [flags]   (the journal server; see kvjournal journal --help)
 
         Starts a KvJournal member: an etcd v3 API server whose writes are durable in a journal.
 
@@ -112,8 +111,8 @@ public sealed record ServerOptions
           --auto-compaction-retention R   history to keep: a duration ("1h"; a bare number is hours) for
                                           periodic, a number of revisions for revision (default 0 = off)
           --journal-endpoints URLS        the journal to share with other members: NATS servers
-                                          (nats://host:port,...; JetStream, replicated) or one journal server
-                                          (http://, `kvjournal journal`); without it the journal is embedded
+                                          (nats://host:port,...; JetStream, replicated); without it
+                                          the journal is embedded under --data-dir
           --journal-replicas N            replicas of each shard's JetStream stream (default 3)
           --journal-request-timeout D     how long writes and linearizable reads wait for the journal
                                           (default 15s; a NATS leader election after a crash takes 4-9 s)
@@ -238,7 +237,7 @@ public sealed record ServerOptions
             : throw new ArgumentException($"invalid value \"{value}\" for flag --{name}: KvJournal serves simple tokens only"),
         "auth-token-ttl" => this with { AuthTokenTtl = TimeSpan.FromSeconds(Number(name, value, 1, int.MaxValue)) },
         "bcrypt-cost" => this with { BcryptCost = (int)Number(name, value, 4, 31) },
-        "journal-endpoints" => this with { JournalEndpoints = JournalEndpoint(name, value) },
+        "journal-endpoints" => this with { JournalEndpoints = Urls(name, value, "nats", "tls") },
         "journal-replicas" => this with { JournalReplicas = (int)Number(name, value, 1, 5) },
         "journal-request-timeout" => this with { JournalRequestTimeout = Duration(name, value) },
         "journal-user" => this with { JournalUser = value },
@@ -255,17 +254,6 @@ public sealed record ServerOptions
         },
         _ => throw new ArgumentException(where is null ? $"unknown flag: --{name}" : $"unknown setting \"{name}\" {where}"),
     };
-
-    // NATS servers (nats:// or tls://, any number: the client fails over between them) or one
-    // journal server (http://); not both.
-    private static Uri[] JournalEndpoint(string flag, string value)
-    {
-        var urls = Urls(flag, value, "nats", "tls", "http");
-        if (urls.All(u => u.Scheme is "nats" or "tls")) return urls;
-        if (urls.Length != 1 || urls[0].Scheme != "http")
-            throw new ArgumentException($"flag --{flag} takes nats:// URLs of NATS servers, or one http:// URL of a journal server");
-        return urls;
-    }
 
     private Dictionary<string, long> ShardQuota(string value)
     {
@@ -364,7 +352,7 @@ public sealed record ServerOptions
         for (int i = 0; i < parts.Length; i++)
         {
             if (!Uri.TryCreate(parts[i], UriKind.Absolute, out var u) || !schemes.Contains(u.Scheme) || u.IsDefaultPort && !parts[i].Contains(":" + u.Port, StringComparison.Ordinal))
-                throw new ArgumentException($"invalid URL \"{parts[i]}\" for flag --{flag}: want scheme://host:port");
+                throw new ArgumentException($"invalid URL \"{parts[i]}\" for flag --{flag}: want {string.Join(" or ", schemes)}://host:port");
             urls[i] = u;
         }
         return urls;
