@@ -105,15 +105,15 @@ start_etcd() {
     for i in $(seq 1 "$n"); do wait_healthy "${server_pids[i-1]}" "http://127.0.0.1:${ports[i-1]}" "$work/etcd$i.log"; done
 }
 
-# start_kvjournal N [JOURNAL_ENDPOINTS]: N members (the native executable), on the embedded
-# journal or on NATS; sets endpoints and server_pids (nats-server PIDs are added by start_nats).
+# start_kvjournal N [JOURNAL_ENDPOINTS REPLICAS]: N members (the native executable), on the
+# embedded journal or on NATS; sets endpoints and server_pids (start_nats put the nodes' there).
 start_kvjournal() {
-    local n=$1 journal=${2:-} i port
+    local n=$1 journal=${2:-} replicas=${3:-3} i port
     endpoints=""
     for i in $(seq 1 "$n"); do
         port=$(free_port)
         "$root/artifacts/kvjournal/kvjournal" --name "m$i" --data-dir "$work/kvjournal$i" \
-            ${journal:+--journal-endpoints "$journal"} \
+            ${journal:+--journal-endpoints "$journal" --journal-replicas "$replicas"} \
             --listen-client-urls "http://127.0.0.1:$port" --advertise-client-urls "http://127.0.0.1:$port" \
             --log-level warn > "$work/kvjournal$i.log" 2>&1 &
         pids+=("$!"); server_pids+=("$!"); endpoints+="127.0.0.1:$port,"
@@ -144,7 +144,7 @@ replicated)
 nats-r1)
     a="KvJournal, embedded journal"; b="KvJournal on NATS R1"
     server_pids=(); start_kvjournal 1; run "$a" "$endpoints" "${server_pids[@]}"; stop_all
-    start_nats 1; start_kvjournal 1 "$journal"; run "$b" "$endpoints" "${server_pids[@]}"; stop_all
+    start_nats 1; start_kvjournal 1 "$journal" 1; run "$b" "$endpoints" "${server_pids[@]}"; stop_all
     bash "$root/tools/nats-cluster.sh" stop "$work/nats" ;;
 esac
 
