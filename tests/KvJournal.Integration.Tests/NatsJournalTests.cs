@@ -313,7 +313,7 @@ public sealed class NatsJournalTests
     [Fact]
     public async Task MembersAuthenticateAndNoOtherUserCanWriteTheJournal()
     {
-        await using var nats = await NatsCluster.StartAsync(3, authorization: Authorization);
+        await using var nats = await NatsCluster.StartAsync(3, clientConfig: Authorization);
         string secrets = Paths.NewTempDir("nats-secrets");
         try
         {
@@ -346,6 +346,47 @@ public sealed class NatsJournalTests
         finally
         {
             Paths.DeleteDir(secrets);
+        }
+    }
+
+    [Fact]
+    public async Task MembersReachTheServersOverMutualTlsAndAClientWithoutAnAcceptedCertificateIsRefused()
+    {
+        var tls = TlsFiles.Create(Paths.NewTempDir("nats-tls"));
+        try
+        {
+            // README's TLS block: clients must present a certificate signed by the CA.
+            await using var nats = await NatsCluster.StartAsync(3, clientConfig: $$"""
+                tls {
+                  cert_file: "{{tls.ServerCert}}"
+                  key_file: "{{tls.ServerKey}}"
+                  ca_file: "{{tls.CaCert}}"
+                  verify: true
+                }
+                """);
+            string endpoints = string.Join(",", nats.Nodes.Select(n => $"tls://127.0.0.1:{n.ClientPort}"));
+            await using (var member = await KvJournalProcess.StartAsync(null, "--journal-endpoints", endpoints,
+                "--journal-cacert", tls.CaCert, "--journal-cert", tls.ClientCert, "--journal-key", tls.ClientKey))
+            {
+                var put = await member.Kv.PutAsync(new PutRequest { Key = B("tls/k"), Value = B("v") });
+                var got = await member.Kv.RangeAsync(new RangeRequest { Key = B("tls/k") });
+                Assert.Equal(put.Header.Revision, got.Kvs[0].ModRevision);
+            }
+            foreach (string[] credentials in new[]
+            {
+                new[] { "--journal-cacert", tls.CaCert },                                                    // no client certificate
+                ["--journal-cacert", tls.CaCert, "--journal-cert", tls.StrangerCert, "--journal-key", tls.StrangerKey], // another CA's
+            })
+            {
+                var (exitCode, output) = await KvJournalProcess.RunToExitAsync(TimeSpan.FromSeconds(60),
+                    KvJournalProcess.MemberArgs(Ports.Free(), Paths.NewTempDir("kvj-notls"), ["--journal-endpoints", endpoints, "--journal-request-timeout", "3s", .. credentials]));
+                Assert.Equal(1, exitCode);
+                Assert.Contains("cannot reach the NATS servers", output);
+            }
+        }
+        finally
+        {
+            Paths.DeleteDir(tls.Dir);
         }
     }
 

@@ -16,7 +16,7 @@ public sealed class NatsCluster : IAsyncDisposable
     private readonly string _dir = Paths.NewTempDir("nats");
     private readonly Node[] _nodes;
     private readonly NetworkLab? _lab;
-    private readonly string _authorization;
+    private readonly string _clientConfig;
     private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(5) };
 
     /// <summary>One nats-server: its ports, and the process while it runs.</summary>
@@ -39,10 +39,10 @@ public sealed class NatsCluster : IAsyncDisposable
         ? path
         : Path.Combine(Environment.GetEnvironmentVariable("NATS_HOME") is { Length: > 0 } h ? h : "/tmp/nats", "bin", "nats-server");
 
-    private NatsCluster(int nodes, NetworkLab? lab, string authorization)
+    private NatsCluster(int nodes, NetworkLab? lab, string clientConfig)
     {
         _lab = lab;
-        _authorization = authorization;
+        _clientConfig = clientConfig;
         _nodes = [.. Enumerable.Range(1, nodes).Select(i => new Node(i, lab?.Address(i) ?? "127.0.0.1", Ports.Free(), Ports.Free(), Ports.Free()))];
     }
 
@@ -55,11 +55,11 @@ public sealed class NatsCluster : IAsyncDisposable
     /// Starts the nodes (on loopback, or node i on host i of <paramref name="lab"/>) and returns once
     /// each answers /healthz (JetStream ready).
     /// </summary>
-    /// <param name="authorization">a nats-server <c>authorization { ... }</c> block for client connections, or empty.</param>
-    public static async Task<NatsCluster> StartAsync(int nodes = 3, NetworkLab? lab = null, string authorization = "")
+    /// <param name="clientConfig">nats-server blocks for client connections (<c>authorization { ... }</c>, <c>tls { ... }</c>), or empty.</param>
+    public static async Task<NatsCluster> StartAsync(int nodes = 3, NetworkLab? lab = null, string clientConfig = "")
     {
         if (!File.Exists(Binary)) throw new FileNotFoundException($"{Binary} is missing: run tools/test.sh (it installs nats-server) or set NATS_SERVER", Binary);
-        var cluster = new NatsCluster(nodes, lab, authorization);
+        var cluster = new NatsCluster(nodes, lab, clientConfig);
         try
         {
             foreach (var n in cluster._nodes) cluster.Start(n);
@@ -91,7 +91,7 @@ public sealed class NatsCluster : IAsyncDisposable
               listen: {{n.Host}}:{{n.RoutePort}}
               routes: [{{routes}}]
             }
-            {{_authorization}}
+            {{_clientConfig}}
             """;
     }
 
