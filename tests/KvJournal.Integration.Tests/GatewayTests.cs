@@ -37,6 +37,11 @@ public sealed class GatewayTests
         ("/v3/lease/revoke", """{"ID":"4660"}"""),
         ("/v3/kv/lease/revoke", """{"ID":"4660"}"""),
         ("/v3/kv/range", """{"key":"bGVhc2Vk"}"""),
+        // 64-bit integers as JSON numbers stay exact (a double would make ...729 into ...912).
+        ("/v3/lease/grant", """{"ID":5475446664699814729,"TTL":60}"""),
+        ("/v3/kv/put", """{"key":"bnVtYmVy","value":"eA==","lease":5475446664699814729}"""),
+        ("/v3/lease/timetolive", """{"ID":5475446664699814729,"keys":true}"""),
+        ("/v3/lease/revoke", """{"ID":5475446664699814729}"""),
         ("/v3/kv/compaction", """{"revision":"3"}"""),
         ("/v3/kv/range", """{"key":"Zm9v","revision":"2"}"""),
         ("/v3/kv/unknown", "{}"),

@@ -42,31 +42,9 @@ public abstract class ServerProcess : IAsyncDisposable
         {
             MaxReceiveMessageSize = null,
             MaxSendMessageSize = null,
-            HttpHandler = tls is null ? null : TlsHandler(tls),
+            HttpHandler = tls?.ClientHandler(),
         });
         Kv = new KV.KVClient(Channel);
-    }
-
-    // Trusts only the test CA and presents the test client certificate.
-    private static SocketsHttpHandler TlsHandler(TlsFiles tls)
-    {
-        var ca = tls.LoadCa();
-        return new SocketsHttpHandler
-        {
-            SslOptions =
-            {
-                ClientCertificates = [tls.LoadClientCertificate()],
-                RemoteCertificateValidationCallback = (_, certificate, _, _) =>
-                {
-                    if (certificate is null) return false;
-                    using var chain = new System.Security.Cryptography.X509Certificates.X509Chain();
-                    chain.ChainPolicy.TrustMode = System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust;
-                    chain.ChainPolicy.CustomTrustStore.Add(ca);
-                    chain.ChainPolicy.RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck;
-                    return chain.Build(new System.Security.Cryptography.X509Certificates.X509Certificate2(certificate));
-                },
-            },
-        };
     }
 
     public int Port { get; }

@@ -38,6 +38,28 @@ public sealed class TlsFiles
 
     public X509Certificate2 LoadCa() => X509Certificate2.CreateFromPem(File.ReadAllText(CaCert));
 
+    // Trusts only the test CA and presents the test client certificate.
+    public SocketsHttpHandler ClientHandler()
+    {
+        var ca = LoadCa();
+        return new SocketsHttpHandler
+        {
+            SslOptions =
+            {
+                ClientCertificates = [LoadClientCertificate()],
+                RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+                {
+                    if (certificate is null) return false;
+                    using var chain = new System.Security.Cryptography.X509Certificates.X509Chain();
+                    chain.ChainPolicy.TrustMode = System.Security.Cryptography.X509Certificates.X509ChainTrustMode.CustomRootTrust;
+                    chain.ChainPolicy.CustomTrustStore.Add(ca);
+                    chain.ChainPolicy.RevocationMode = System.Security.Cryptography.X509Certificates.X509RevocationMode.NoCheck;
+                    return chain.Build(new System.Security.Cryptography.X509Certificates.X509Certificate2(certificate));
+                },
+            },
+        };
+    }
+
     private static X509Certificate2 NewCa(string name)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);

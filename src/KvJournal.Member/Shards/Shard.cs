@@ -31,6 +31,9 @@ public sealed record ShardOptions(ulong MemberId, int MaxRequestBytes, TimeSpan 
     public string MemberName { get; init; } = "default";
     public IReadOnlyList<string> ClientUrls { get; init; } = [];
 
+    /// <summary>The peer URLs MemberList reports for this member.</summary>
+    public IReadOnlyList<string> PeerUrls { get; init; } = [];
+
     /// <summary>Entries applied between state snapshots (etcd's --snapshot-count); 0 = never.</summary>
     public long SnapshotCount { get; init; } = 100_000;
 
@@ -192,7 +195,7 @@ public sealed class Shard
             var result = await shard.ProposeAsync(bootstrap, cancellationToken).ConfigureAwait(false);
             if (result.Error != EtcdError.None) throw new JournalUnavailableException($"cannot bootstrap the journal: {result.Error}");
         }
-        var announce = new MemberAnnounce { MemberId = options.MemberId, Name = options.MemberName, ClientUrls = { options.ClientUrls } };
+        var announce = new MemberAnnounce { MemberId = options.MemberId, Name = options.MemberName, ClientUrls = { options.ClientUrls }, PeerUrls = { options.PeerUrls } };
         if (!shard.Read(_ => shard._applier.Members.TryGetValue(options.MemberId, out var known) && known.Equals(announce)))
         {
             var announced = await shard.ProposeAsync(new JournalEntry { MemberAnnounce = announce }, cancellationToken).ConfigureAwait(false);

@@ -70,6 +70,9 @@ public sealed class KvJournalServer : IAsyncDisposable
         builder.WebHost.ConfigureKestrel(kestrel =>
         {
             kestrel.AddServerHeader = false;
+            // Behind a TLS-terminating proxy (stunnel, a mesh sidecar) clients send :scheme https
+            // over the plaintext hop; grpc-go (etcd) ignores the scheme, so do we.
+            kestrel.AllowAlternateSchemes = true;
             kestrel.Limits.MaxRequestBodySize = null;
             kestrel.Limits.Http2.MaxStreamsPerConnection = 65536;
             var tls = _options.UsesTls ? ClientTls.Options(_options) : null;
@@ -142,6 +145,7 @@ public sealed class KvJournalServer : IAsyncDisposable
             AuthTokenTtl = _options.AuthTokenTtl,
             Logs = _logs,
             ClientUrls = [.. advertise.Select(u => u.GetLeftPart(UriPartial.Authority))],
+            PeerUrls = [.. _options.AdvertisePeerUrls.Select(u => u.GetLeftPart(UriPartial.Authority))],
         }, cancellationToken).ConfigureAwait(false);
         var hosted = new HostedShard(journal, shard, listen);
         if (AutoCompaction(shard) is { } compactor) hosted.Compacting = Task.Run(() => compactor.RunAsync(_stopping.Token), CancellationToken.None);

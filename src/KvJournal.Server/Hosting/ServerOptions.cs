@@ -13,6 +13,12 @@ public sealed record ServerOptions
     public string? DataDir { get; init; }
     public IReadOnlyList<Uri> ListenClientUrls { get; init; } = [new("http://localhost:2379")];
     public IReadOnlyList<Uri> AdvertiseClientUrls { get; init; } = [new("http://localhost:2379")];
+
+    /// <summary>
+    /// The peer URLs MemberList reports (etcd's default); members never dial them, since they meet
+    /// only in the journal, but etcd clients and tools read them.
+    /// </summary>
+    public IReadOnlyList<Uri> AdvertisePeerUrls { get; init; } = [new("http://localhost:2380")];
     /// <summary>Largest request a client may send (etcd default 1.5 MiB).</summary>
     public int MaxRequestBytes { get; init; } = 1536 * 1024;
     /// <summary>Most operations in one txn branch (etcd default 128).</summary>
@@ -98,6 +104,8 @@ public sealed record ServerOptions
           --data-dir DIR                  path to the data directory (default "${name}.etcd")
           --listen-client-urls URLS       comma-separated URLs to serve clients on (default "http://localhost:2379")
           --advertise-client-urls URLS    comma-separated client URLs to advertise (default "http://localhost:2379")
+          --initial-advertise-peer-urls URLS   peer URLs MemberList reports (default "http://localhost:2380";
+                                          members meet only in the journal and never dial them)
           --max-request-bytes N           maximum client request size in bytes (default 1572864)
           --max-txn-ops N                 maximum operations in one txn request (default 128)
           --quota-backend-bytes N         raise an alarm when the keyspace exceeds N bytes (default 0 = 2 GiB)
@@ -168,7 +176,7 @@ public sealed record ServerOptions
     /// <summary>Every setting's name (a flag, a config file key, an ETCD_* variable).</summary>
     public static readonly string[] FlagNames =
     [
-        "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-metrics-urls", "max-request-bytes",
+        "name", "data-dir", "listen-client-urls", "advertise-client-urls", "initial-advertise-peer-urls", "listen-metrics-urls", "max-request-bytes",
         "max-txn-ops", "quota-backend-bytes", "watch-progress-notify-interval", "experimental-watch-progress-notify-interval",
         "cert-file", "key-file", "trusted-ca-file", "client-cert-auth", "auto-compaction-mode", "auto-compaction-retention",
         "log-level", "shard", "shard-quota-backend-bytes", "journal-endpoints", "snapshot-count", "unsafe-accept-journal-loss",
@@ -213,6 +221,7 @@ public sealed record ServerOptions
         "data-dir" => this with { DataDir = value },
         "listen-client-urls" => this with { ListenClientUrls = Urls(name, value) },
         "advertise-client-urls" => this with { AdvertiseClientUrls = Urls(name, value) },
+        "initial-advertise-peer-urls" => this with { AdvertisePeerUrls = Urls(name, value) },
         "listen-metrics-urls" => this with { ListenMetricsUrls = Urls(name, value) },
         "max-request-bytes" => this with { MaxRequestBytes = (int)Number(name, value, 1, int.MaxValue - 1024 * 1024) },
         "max-txn-ops" => this with { MaxTxnOps = (int)Number(name, value, 1, int.MaxValue) },

@@ -20,7 +20,7 @@ public sealed class ClusterService(Shard shard) : Etcdserverpb.Cluster.ClusterBa
         var response = shard.Read(txn =>
         {
             var r = new MemberListResponse { Header = new ResponseHeader { Revision = txn.ReadRevision } };
-            foreach (var m in shard.Members.Values) r.Members.Add(new Etcdserverpb.Member { ID = m.MemberId, Name = m.Name, ClientURLs = { m.ClientUrls } });
+            foreach (var m in shard.Members.Values) r.Members.Add(new Etcdserverpb.Member { ID = m.MemberId, Name = m.Name, ClientURLs = { m.ClientUrls }, PeerURLs = { m.PeerUrls } });
             return r;
         });
         ResponseHeaders.Fill(response.Header, shard);

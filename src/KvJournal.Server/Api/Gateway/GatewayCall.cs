@@ -46,7 +46,7 @@ internal sealed class GatewayCall(HttpContext http) : ServerCallContext
             {
                 throw new RpcException(new Status(StatusCode.InvalidArgument, ex.Message));
             }
-            string json = Encoding.UTF8.GetString(bytes.Span[(int)start..(int)reader.BytesConsumed]);
+            string json = ExactIntegers(bytes.Span[(int)start..(int)reader.BytesConsumed]);
             try
             {
                 requests.Add(Parser.Parse<T>(json));
@@ -57,6 +57,51 @@ internal sealed class GatewayCall(HttpContext http) : ServerCallContext
             }
         }
         return requests;
+    }
+
+    /// <summary>
+    /// The JSON of one request with every integer longer than a double holds exactly (more than 15
+    /// digits) turned into a string. Google.Protobuf's parser reads JSON numbers as doubles, so a
+    /// lease ID 5475446664699814729 would arrive as 5475446664699814912; grpc-gateway keeps them
+    /// exact, and the parser reads a string exactly into an int64 or uint64 field (etcd's messages
+    /// have no floating-point fields).
+    /// </summary>
+    private static string ExactIntegers(ReadOnlySpan<byte> json)
+    {
+        var scan = new Utf8JsonReader(json);
+        bool any = false;
+        while (!any && scan.Read()) any = scan.TokenType == JsonTokenType.Number && IsLongInteger(scan.ValueSpan);
+        if (!any) return Encoding.UTF8.GetString(json);
+
+        var buffer = new ArrayBufferWriter<byte>(json.Length + 16);
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            var reader = new Utf8JsonReader(json);
+            while (reader.Read())
+            {
+                switch (reader.TokenType)
+                {
+                    case JsonTokenType.StartObject: writer.WriteStartObject(); break;
+                    case JsonTokenType.EndObject: writer.WriteEndObject(); break;
+                    case JsonTokenType.StartArray: writer.WriteStartArray(); break;
+                    case JsonTokenType.EndArray: writer.WriteEndArray(); break;
+                    case JsonTokenType.PropertyName: writer.WritePropertyName(reader.GetString()!); break;
+                    case JsonTokenType.String: writer.WriteStringValue(reader.GetString()); break;
+                    case JsonTokenType.Number when IsLongInteger(reader.ValueSpan): writer.WriteStringValue(reader.ValueSpan); break;
+                    case JsonTokenType.Number: writer.WriteRawValue(reader.ValueSpan, skipInputValidation: true); break;
+                    case JsonTokenType.True: writer.WriteBooleanValue(true); break;
+                    case JsonTokenType.False: writer.WriteBooleanValue(false); break;
+                    default: writer.WriteNullValue(); break;
+                }
+            }
+        }
+        return Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+
+    private static bool IsLongInteger(ReadOnlySpan<byte> number)
+    {
+        if (number.IndexOfAny("."u8[0], (byte)'e', (byte)'E') >= 0) return false;
+        return number.Length - (number[0] == (byte)'-' ? 1 : 0) > 15;
     }
 
     public Task WriteUnaryAsync(IMessage response)
@@ -73,7 +118,10 @@ internal sealed class GatewayCall(HttpContext http) : ServerCallContext
             http.Response.ContentType = "application/json";
             await http.Response.StartAsync(http.RequestAborted).ConfigureAwait(false);
         }
-        await http.Response.WriteAsync($"{{\"result\":{Formatter.Format(message)}}}\n", http.RequestAborted).ConfigureAwait(false);
+        // One write, so one HTTP chunk per message as etcd's gateway sends it: clients parse a
+        // chunk as one message (written piecewise, a large event spanned several 4 KiB chunks).
+        byte[] line = Encoding.UTF8.GetBytes($"{{\"result\":{Formatter.Format(message)}}}\n");
+        await http.Response.Body.WriteAsync(line, http.RequestAborted).ConfigureAwait(false);
         await http.Response.Body.FlushAsync(http.RequestAborted).ConfigureAwait(false);
     }
 

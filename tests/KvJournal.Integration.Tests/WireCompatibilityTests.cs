@@ -1,0 +1,162 @@
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Etcdserverpb;
+using Google.Protobuf;
+using Grpc.Net.Client;
+using KvJournal.Testing;
+using Xunit;
+
+namespace KvJournal.Integration.Tests;
+
+/// <summary>
+/// What other projects' clients, proxies and tools rely on beyond the API's answers, each run
+/// against the reference etcd and kvjournal alike: TLS-terminating proxies, the JSON gateway's
+/// framing of watch messages, the peer URLs MemberList reports.
+/// </summary>
+public sealed class WireCompatibilityTests
+{
+    private static ByteString B(string s) => ByteString.CopyFromUtf8(s);
+
+    private static async Task<ServerProcess> StartAsync(string server) =>
+        server == "etcd" ? await ReferenceEtcdProcess.StartAsync() : await KvJournalProcess.StartAsync();
+
+    /// <summary>
+    /// A client speaking TLS to a proxy that relays plaintext sends <c>:scheme https</c> to a
+    /// plaintext port; etcd serves it, and so must we (Kestrel refused it with RST_STREAM).
+    /// </summary>
+    [Theory]
+    [InlineData("etcd")]
+    [InlineData("kvjournal")]
+    public async Task CallsThroughATlsTerminatingProxyAreServed(string server)
+    {
+        await using var target = await StartAsync(server);
+        var tls = TlsFiles.Create(Paths.NewTempDir("proxy-tls"));
+        try
+        {
+            await using var proxy = new TlsTerminatingProxy(tls, target.Port);
+            using var channel = GrpcChannel.ForAddress($"https://127.0.0.1:{proxy.Port}", new GrpcChannelOptions { HttpHandler = tls.ClientHandler() });
+            var kv = new KV.KVClient(channel);
+            var put = await kv.PutAsync(new PutRequest { Key = B("proxied"), Value = B("v") }, deadline: DateTime.UtcNow.AddSeconds(10));
+            var got = await kv.RangeAsync(new RangeRequest { Key = B("proxied") }, deadline: DateTime.UtcNow.AddSeconds(10));
+            Assert.Equal(put.Header.Revision, got.Kvs[0].ModRevision);
+            await using var watch = new WatchSession(channel);
+            Assert.True((await watch.WatchAsync(WatchSession.Create("proxied", null, startRevision: put.Header.Revision))).Created);
+            Assert.Equal("proxied", (await watch.NextAsync(TimeSpan.FromSeconds(10))).Events[0].Kv.Key.ToStringUtf8());
+        }
+        finally
+        {
+            Paths.DeleteDir(tls.Dir);
+        }
+    }
+
+    /// <summary>
+    /// The JSON gateway writes each watch message as one HTTP chunk, however large: clients that
+    /// read one chunk as one message hung on a 10 KiB event split into 4 KiB chunks.
+    /// </summary>
+    [Theory]
+    [InlineData("etcd")]
+    [InlineData("kvjournal")]
+    public async Task EachGatewayWatchMessageIsOneChunk(string server)
+    {
+        await using var target = await StartAsync(server);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync("127.0.0.1", target.Port, timeout.Token);
+        var http = new ChunkedResponse(tcp.GetStream());
+        string body = """{"create_request":{"key":"Ymln"}}"""; // "big"
+        await tcp.GetStream().WriteAsync(Encoding.ASCII.GetBytes(
+            $"POST /v3/watch HTTP/1.1\r\nHost: {target.Endpoint}\r\nContent-Type: application/json\r\nContent-Length: {body.Length}\r\n\r\n{body}"), timeout.Token);
+        var headers = await http.ReadHeadersAsync(timeout.Token);
+        Assert.StartsWith("HTTP/1.1 200", headers[0]);
+        Assert.Contains(headers, h => h.Equals("Transfer-Encoding: chunked", StringComparison.OrdinalIgnoreCase));
+
+        var created = await http.ReadMessageChunkAsync(timeout.Token);
+        Assert.True(created.RootElement.GetProperty("result").GetProperty("created").GetBoolean());
+        string value = new('v', 10 * 1024);
+        await target.Kv.PutAsync(new PutRequest { Key = B("big"), Value = B(value) });
+        var change = await http.ReadMessageChunkAsync(timeout.Token);
+        var kv = change.RootElement.GetProperty("result").GetProperty("events")[0].GetProperty("kv");
+        Assert.Equal(value, Encoding.UTF8.GetString(kv.GetProperty("value").GetBytesFromBase64()));
+    }
+
+    /// <summary>HTTP/1.1 chunked response reading: each chunk must hold one whole JSON message.</summary>
+    private sealed class ChunkedResponse(NetworkStream stream)
+    {
+        private readonly byte[] _buffer = new byte[64 * 1024];
+        private int _start, _end;
+
+        public async Task<List<string>> ReadHeadersAsync(CancellationToken cancellationToken)
+        {
+            var lines = new List<string>();
+            for (string line; (line = await ReadLineAsync(cancellationToken)).Length > 0;) lines.Add(line);
+            return lines;
+        }
+
+        /// <summary>The next chunk that is not blank, parsed on its own as one JSON document.</summary>
+        public async Task<JsonDocument> ReadMessageChunkAsync(CancellationToken cancellationToken)
+        {
+            while (true)
+            {
+                int size = Convert.ToInt32(await ReadLineAsync(cancellationToken), 16);
+                byte[] chunk = new byte[size];
+                for (int at = 0; at < size;) at += await ReadAsync(chunk.AsMemory(at), cancellationToken);
+                Assert.Equal("", await ReadLineAsync(cancellationToken));
+                if (Encoding.UTF8.GetString(chunk).Trim().Length == 0) continue;
+                try
+                {
+                    return JsonDocument.Parse(chunk);
+                }
+                catch (JsonException ex)
+                {
+                    Assert.Fail($"a chunk of {size} bytes is not one JSON message ({ex.Message}): {Encoding.UTF8.GetString(chunk)[..Math.Min(size, 200)]}");
+                    throw;
+                }
+            }
+        }
+
+        private async Task<string> ReadLineAsync(CancellationToken cancellationToken)
+        {
+            var line = new StringBuilder();
+            byte[] one = new byte[1];
+            while (true)
+            {
+                if (await ReadAsync(one, cancellationToken) == 0) throw new EndOfStreamException("the server closed the response");
+                if (one[0] == '\n') return line.ToString().TrimEnd('\r');
+                line.Append((char)one[0]);
+            }
+        }
+
+        private async Task<int> ReadAsync(Memory<byte> into, CancellationToken cancellationToken)
+        {
+            if (_start == _end)
+            {
+                _start = 0;
+                _end = await stream.ReadAsync(_buffer, cancellationToken);
+                if (_end == 0) return 0;
+            }
+            int n = Math.Min(into.Length, _end - _start);
+            _buffer.AsMemory(_start, n).CopyTo(into);
+            _start += n;
+            return n;
+        }
+    }
+
+    /// <summary>MemberList lists each member's peer URLs, as etcd always does (etcdctl's PEER ADDRS).</summary>
+    [Fact]
+    public async Task MemberListReportsPeerUrls()
+    {
+        await using var etcd = await ReferenceEtcdProcess.StartAsync();
+        var theirs = await new Etcdserverpb.Cluster.ClusterClient(etcd.Channel).MemberListAsync(new MemberListRequest());
+        Assert.NotEmpty(Assert.Single(theirs.Members).PeerURLs);
+
+        await using (var byDefault = await KvJournalProcess.StartAsync())
+        {
+            var ours = await new Etcdserverpb.Cluster.ClusterClient(byDefault.Channel).MemberListAsync(new MemberListRequest());
+            Assert.Equal(["http://localhost:2380"], Assert.Single(ours.Members).PeerURLs);
+        }
+        await using var advertised = await KvJournalProcess.StartAsync(null, "--initial-advertise-peer-urls", "http://10.0.0.7:2380,http://10.0.1.7:2380");
+        var list = await new Etcdserverpb.Cluster.ClusterClient(advertised.Channel).MemberListAsync(new MemberListRequest());
+        Assert.Equal(["http://10.0.0.7:2380", "http://10.0.1.7:2380"], Assert.Single(list.Members).PeerURLs);
+    }
+}
