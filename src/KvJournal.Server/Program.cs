@@ -35,10 +35,10 @@ public static class Program
         {
             await server.StartAsync(CancellationToken.None);
         }
-        catch (Exception ex) when (ex is KvJournal.Journal.JournalDamagedException or KvJournal.Journal.JournalUnavailableException or InvalidDataException)
+        catch (Exception ex) when (ex is KvJournal.Journal.JournalDamagedException or KvJournal.Journal.JournalUnavailableException or InvalidDataException or IOException)
         {
-            // A damaged journal or snapshot, or a journal that cannot be reached or is weaker than
-            // configured: refuse to start, saying where and what to do.
+            // A damaged journal or snapshot, a journal that cannot be reached or is weaker than
+            // configured, a port in use: refuse to start, saying where and what to do.
             Console.Error.WriteLine($"kvjournal: cannot start member {options.Name}: {ex.Message}");
             return 1;
         }

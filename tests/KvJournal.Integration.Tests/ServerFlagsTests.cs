@@ -62,6 +62,24 @@ public sealed class ServerFlagsTests
     public Task JwtAuthTokensAreRefusedAtStart() =>
         AssertRefusedAtStartAsync("KvJournal serves simple tokens only", ["--auth-token", "jwt,pub-key=a.pub,priv-key=a.key,sign-method=RS256"]);
 
+    [Fact]
+    public async Task AClientPortInUseIsRefusedAtStartWithAMessageNotACrash()
+    {
+        await using var first = await KvJournalProcess.StartAsync();
+        string dir = Paths.NewTempDir("kvj-busy");
+        try
+        {
+            var (exitCode, output) = await KvJournalProcess.RunToExitAsync(TimeSpan.FromSeconds(60), KvJournalProcess.MemberArgs(first.Port, dir));
+            Assert.Equal(1, exitCode);
+            Assert.Contains($"kvjournal: cannot start member kvj-test: Failed to bind to address http://127.0.0.1:{first.Port}: address already in use", output);
+            Assert.DoesNotContain("Unhandled exception", output);
+        }
+        finally
+        {
+            Paths.DeleteDir(dir);
+        }
+    }
+
     // The server, started with these flags, exits with code 2 and says why.
     private static async Task AssertRefusedAtStartAsync(string message, string[] args)
     {

@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
@@ -140,6 +142,89 @@ public sealed class WireCompatibilityTests
             _start += n;
             return n;
         }
+    }
+
+    /// <summary>
+    /// A client that shuts down its sending side while a watch is open gets the connection closed
+    /// with a FIN, as etcd closes it, never a reset (proxies and clients treat a reset as an error).
+    /// </summary>
+    [Theory]
+    [InlineData("etcd")]
+    [InlineData("kvjournal")]
+    public async Task AHalfClosedConnectionIsClosedWithoutAReset(string server)
+    {
+        await using var target = await StartAsync(server);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(IPAddress.Loopback, target.Port, timeout.Token);
+
+        // HTTP/2 by hand (prior knowledge): the preface, empty SETTINGS, then one Watch call.
+        var headers = new List<byte>();
+        foreach (var (name, value) in new[] { (":method", "POST"), (":scheme", "http"), (":path", "/etcdserverpb.Watch/Watch"),
+                     (":authority", target.Endpoint), ("content-type", "application/grpc"), ("te", "trailers") })
+        {
+            headers.Add(0); // literal header field without indexing, new name, no Huffman coding
+            headers.Add((byte)name.Length);
+            headers.AddRange(Encoding.ASCII.GetBytes(name));
+            headers.Add((byte)value.Length);
+            headers.AddRange(Encoding.ASCII.GetBytes(value));
+        }
+        byte[] request = new WatchRequest { CreateRequest = new WatchCreateRequest { Key = B("a") } }.ToByteArray();
+        byte[] message = [0, .. BigEndian(request.Length), .. request];
+        byte[] opening = [.. "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"u8, .. Frame(4, 0, 0, []), .. Frame(1, 4, 1, [.. headers]), .. Frame(0, 0, 1, message)];
+        await socket.SendAsync(opening, SocketFlags.None, timeout.Token);
+
+        // Until the watch's first message (a DATA frame on stream 1), acknowledging the server's SETTINGS.
+        while (true)
+        {
+            var (type, flags, stream, payload) = await ReadFrameAsync(socket, timeout.Token);
+            if (type == 4 && (flags & 1) == 0) await socket.SendAsync(Frame(4, 1, 0, []), SocketFlags.None, timeout.Token);
+            if (type == 0 && stream == 1 && payload.Length > 0) break;
+        }
+
+        socket.Shutdown(SocketShutdown.Send);
+        var buffer = new byte[4096];
+        try
+        {
+            while (await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token) > 0)
+            {
+                // a GOAWAY or the stream's end may come first; the close is what counts
+            }
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionReset)
+        {
+            Assert.Fail($"{server} reset the half-closed connection instead of closing it");
+        }
+    }
+
+    private static byte[] BigEndian(int value)
+    {
+        var bytes = new byte[4];
+        BinaryPrimitives.WriteInt32BigEndian(bytes, value);
+        return bytes;
+    }
+
+    private static byte[] Frame(byte type, byte flags, int stream, byte[] payload) =>
+        [.. BigEndian(payload.Length)[1..], type, flags, .. BigEndian(stream), .. payload];
+
+    private static async Task<(byte Type, byte Flags, int Stream, byte[] Payload)> ReadFrameAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        byte[] header = await ReadExactlyAsync(socket, 9, cancellationToken);
+        int length = (header[0] << 16) | (header[1] << 8) | header[2];
+        int stream = BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(5)) & int.MaxValue;
+        return (header[3], header[4], stream, await ReadExactlyAsync(socket, length, cancellationToken));
+    }
+
+    private static async Task<byte[]> ReadExactlyAsync(Socket socket, int count, CancellationToken cancellationToken)
+    {
+        var bytes = new byte[count];
+        for (int at = 0; at < count;)
+        {
+            int n = await socket.ReceiveAsync(bytes.AsMemory(at), SocketFlags.None, cancellationToken);
+            if (n == 0) throw new EndOfStreamException("the server closed the connection early");
+            at += n;
+        }
+        return bytes;
     }
 
     /// <summary>MemberList lists each member's peer URLs, as etcd always does (etcdctl's PEER ADDRS).</summary>

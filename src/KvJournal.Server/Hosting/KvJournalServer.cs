@@ -228,10 +228,12 @@ public sealed class KvJournalServer : IAsyncDisposable
             {
                 l.Protocols = HttpProtocols.Http1AndHttp2;
                 l.UseHttps(tls!);
+                l.Use(GracefulClose.Wrap);
                 return;
             }
             l.Protocols = HttpProtocols.Http2;
             l.Use(splitter.Wrap);
+            l.Use(GracefulClose.Wrap);
         }
         Bind(kestrel, url, Http2);
     }
