@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using Etcdserverpb;
 using Google.Protobuf;
+using Grpc.Core;
 using Grpc.Net.Client;
 using KvJournal.Testing;
 using Xunit;
@@ -225,6 +226,72 @@ public sealed class WireCompatibilityTests
             at += n;
         }
         return bytes;
+    }
+
+    /// <summary>
+    /// A request message that does not parse gets grpc-go's Internal error (etcd's), on unary calls
+    /// and on a keep-alive or watch stream alike, instead of Unknown or a quiet end of the stream.
+    /// The text after the prefix is each server's own parser's.
+    /// </summary>
+    [Theory]
+    [InlineData("etcd")]
+    [InlineData("kvjournal")]
+    public async Task AMalformedRequestMessageGetsEtcdsInternalError(string server)
+    {
+        await using var target = await StartAsync(server);
+        var raw = Marshallers.Create<byte[]>(b => b, b => b);
+        var invoker = target.Channel.CreateCallInvoker();
+        byte[] truncated = [0x0a, 0x7f, 0x01]; // field 1 claims 127 bytes and has 1
+        foreach (var (service, method) in new[] { ("etcdserverpb.KV", "Range"), ("etcdserverpb.KV", "Txn"), ("etcdserverpb.Maintenance", "Status"), ("etcdserverpb.Auth", "Authenticate") })
+        {
+            var error = await Assert.ThrowsAsync<RpcException>(() => invoker.AsyncUnaryCall(
+                new Method<byte[], byte[]>(MethodType.Unary, service, method, raw, raw), null, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(10)), truncated).ResponseAsync);
+            Assert.Equal(StatusCode.Internal, error.StatusCode);
+            Assert.StartsWith("grpc: error unmarshalling request: ", error.Status.Detail);
+        }
+        foreach (var (service, method) in new[] { ("etcdserverpb.Lease", "LeaseKeepAlive"), ("etcdserverpb.Watch", "Watch") })
+        {
+            using var call = invoker.AsyncDuplexStreamingCall(new Method<byte[], byte[]>(MethodType.DuplexStreaming, service, method, raw, raw), null,
+                new CallOptions(deadline: DateTime.UtcNow.AddSeconds(10)));
+            await call.RequestStream.WriteAsync(truncated);
+            var error = await Assert.ThrowsAsync<RpcException>(async () => { while (await call.ResponseStream.MoveNext()) { } });
+            Assert.Equal(StatusCode.Internal, error.StatusCode);
+            Assert.StartsWith("grpc: failed to unmarshal the received message: ", error.Status.Detail);
+        }
+    }
+
+    /// <summary>
+    /// Raising an alarm of a type etcd does not define makes etcd 3.5 panic (its applier has no
+    /// case for it); KvJournal refuses it and raises nothing.
+    /// </summary>
+    [Fact]
+    public async Task AnAlarmOfAnUnknownTypeIsRefused()
+    {
+        await using var kvj = await KvJournalProcess.StartAsync();
+        var maintenance = new Maintenance.MaintenanceClient(kvj.Channel);
+        var refused = await Assert.ThrowsAsync<RpcException>(() => maintenance.AlarmAsync(
+            new AlarmRequest { Action = AlarmRequest.Types.AlarmAction.Activate, Alarm = (AlarmType)7, MemberID = 1 }).ResponseAsync);
+        Assert.Equal((StatusCode.InvalidArgument, "etcdserver: unknown alarm type"), (refused.StatusCode, refused.Status.Detail));
+        Assert.Empty((await maintenance.AlarmAsync(new AlarmRequest { Action = AlarmRequest.Types.AlarmAction.Get })).Alarms);
+        Assert.Equal(200, (await Curl.GetAsync($"http://{kvj.Endpoint}/health")).Status);
+    }
+
+    /// <summary>With auth enabled, MemberList needs a user, as in etcd 3.5.</summary>
+    [Theory]
+    [InlineData("etcd")]
+    [InlineData("kvjournal")]
+    public async Task MemberListWithoutATokenIsRefusedWhileAuthIsOn(string server)
+    {
+        await using var target = await StartAsync(server);
+        var auth = new Auth.AuthClient(target.Channel);
+        await auth.UserAddAsync(new AuthUserAddRequest { Name = "root", Password = "rootpw" });
+        await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "root", Role = "root" });
+        await auth.AuthEnableAsync(new AuthEnableRequest());
+        var cluster = new Etcdserverpb.Cluster.ClusterClient(target.Channel);
+        var refused = await Assert.ThrowsAsync<RpcException>(() => cluster.MemberListAsync(new MemberListRequest()).ResponseAsync);
+        Assert.Equal((StatusCode.InvalidArgument, "etcdserver: user name is empty"), (refused.StatusCode, refused.Status.Detail));
+        string token = (await auth.AuthenticateAsync(new AuthenticateRequest { Name = "root", Password = "rootpw" })).Token;
+        Assert.Single((await cluster.MemberListAsync(new MemberListRequest(), new Metadata { { "token", token } })).Members);
     }
 
     /// <summary>MemberList lists each member's peer URLs, as etcd always does (etcdctl's PEER ADDRS).</summary>

@@ -33,6 +33,8 @@ public enum EtcdError : byte
     ApplyFailed,
     /// <summary>A txn nested deeper than the journal entry format carries (JournalEntryCodec.MaxTxnDepth).</summary>
     TxnTooDeep,
+    /// <summary>An alarm of a type etcd does not define (etcd 3.5 panics on one).</summary>
+    UnknownAlarm,
     /// <summary>The member stopped applying (fail-stop after an apply failure) or is shutting down.</summary>
     Stopped,
     // Auth (etcd: server/auth/store.go), refused at the API or when the entry is applied.

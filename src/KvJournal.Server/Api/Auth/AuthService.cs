@@ -18,8 +18,13 @@ namespace KvJournal.Server.Api.Auth;
 /// plain text; reads come from the applied auth state after a linearizable wait, as etcd serves
 /// them through raft.
 /// </summary>
+[BindServiceMethod(typeof(AuthService), nameof(BindService))]
 public sealed class AuthService(Shard shard, ServerOptions options) : Etcdserverpb.Auth.AuthBase
 {
+    /// <summary>Binds the generated methods with etcd's answer to a request that does not parse (<see cref="UnparsableRequests"/>).</summary>
+    public static void BindService(ServiceBinderBase binder, Etcdserverpb.Auth.AuthBase? service) =>
+        Etcdserverpb.Auth.BindService(new UnparsableRequests.Binder(binder), service!);
+
     public override Task<AuthEnableResponse> AuthEnable(AuthEnableRequest request, ServerCallContext context) =>
         ProposeAsync<AuthEnableResponse>(new JournalEntry { AuthEnable = request }, context);
 

@@ -1,6 +1,9 @@
 using Etcdserverpb;
 using Grpc.Core;
 using KvJournal.Member.Shards;
+using KvJournal.Server.Api.Auth;
+using KvJournal.Server.Hosting;
+using KvJournal.Server.Api.Errors;
 
 namespace KvJournal.Server.Api.Cluster;
 
@@ -9,13 +12,19 @@ namespace KvJournal.Server.Api.Cluster;
 /// membership: each member announces itself on the journal when it starts, so every member lists
 /// the same members. Membership changes are refused with a clear message.
 /// </summary>
-public sealed class ClusterService(Shard shard) : Etcdserverpb.Cluster.ClusterBase
+[BindServiceMethod(typeof(ClusterService), nameof(BindService))]
+public sealed class ClusterService(Shard shard, ServerOptions options) : Etcdserverpb.Cluster.ClusterBase
 {
+    /// <summary>Binds the generated methods with etcd's answer to a request that does not parse (<see cref="UnparsableRequests"/>).</summary>
+    public static void BindService(ServiceBinderBase binder, Etcdserverpb.Cluster.ClusterBase? service) =>
+        Etcdserverpb.Cluster.BindService(new UnparsableRequests.Binder(binder), service!);
+
     private const string MembershipByJournal =
         "etcdserver: KvJournal members join by serving the same journal; raft membership changes are not used";
 
     public override async Task<MemberListResponse> MemberList(MemberListRequest request, ServerCallContext context)
     {
+        Caller.Of(context, shard, options).RequireUser(); // etcd 3.5: any user while auth is on
         if (request.Linearizable) await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
         var response = shard.Read(txn =>
         {

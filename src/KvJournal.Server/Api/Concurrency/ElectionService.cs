@@ -6,6 +6,7 @@ using KvJournal.Server.Api.Auth;
 using KvJournal.Server.Hosting;
 using Mvccpb;
 using V3electionpb;
+using KvJournal.Server.Api.Errors;
 
 namespace KvJournal.Server.Api.Concurrency;
 
@@ -14,8 +15,13 @@ namespace KvJournal.Server.Api.Concurrency;
 /// A campaign puts "name/&lt;lease hex&gt;" holding the proposed value; the leader is the oldest key
 /// under "name/", and a campaign returns once every key created before its own is gone.
 /// </summary>
+[BindServiceMethod(typeof(ElectionService), nameof(BindService))]
 public sealed class ElectionService(Shard shard, ServerOptions options) : Election.ElectionBase
 {
+    /// <summary>Binds the generated methods with etcd's answer to a request that does not parse (<see cref="UnparsableRequests"/>).</summary>
+    public static void BindService(ServiceBinderBase binder, Election.ElectionBase? service) =>
+        Election.BindService(new UnparsableRequests.Binder(binder), service!);
+
     // etcd's concurrency errors reach clients as plain gRPC errors (code Unknown).
     private static RpcException NotLeader() => new(new Status(StatusCode.Unknown, "election: not leader"));
 

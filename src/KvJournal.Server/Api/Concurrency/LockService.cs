@@ -5,6 +5,7 @@ using KvJournal.Member.Shards;
 using KvJournal.Server.Api.Auth;
 using KvJournal.Server.Hosting;
 using V3lockpb;
+using KvJournal.Server.Api.Errors;
 
 namespace KvJournal.Server.Api.Concurrency;
 
@@ -13,8 +14,13 @@ namespace KvJournal.Server.Api.Concurrency;
 /// "name/&lt;lease hex&gt;" with the lease and returns once every key queued before it under
 /// "name/" is gone; the key lives as long as the lease, and Unlock deletes it.
 /// </summary>
+[BindServiceMethod(typeof(LockService), nameof(BindService))]
 public sealed class LockService(Shard shard, ServerOptions options) : V3lockpb.Lock.LockBase
 {
+    /// <summary>Binds the generated methods with etcd's answer to a request that does not parse (<see cref="UnparsableRequests"/>).</summary>
+    public static void BindService(ServiceBinderBase binder, V3lockpb.Lock.LockBase? service) =>
+        V3lockpb.Lock.BindService(new UnparsableRequests.Binder(binder), service!);
+
     public override async Task<LockResponse> Lock(LockRequest request, ServerCallContext context)
     {
         var recipe = new LeaseKeys(shard, Caller.Of(context, shard, options));

@@ -30,6 +30,7 @@ public static class EtcdErrors
         EtcdError.Stopped => new(StatusCode.Unavailable, "etcdserver: server stopped"),
         // etcd has neither: it serves any depth (Go stacks grow) and has no fault short of a panic.
         EtcdError.TxnTooDeep => new(StatusCode.InvalidArgument, "etcdserver: txn nested too deeply"),
+        EtcdError.UnknownAlarm => new(StatusCode.InvalidArgument, "etcdserver: unknown alarm type"),
         EtcdError.ApplyFailed => new(StatusCode.Internal, "etcdserver: request could not be applied"),
         EtcdError.PermissionDenied => new(StatusCode.PermissionDenied, "etcdserver: permission denied"),
         EtcdError.UserEmpty => new(StatusCode.InvalidArgument, "etcdserver: user name is empty"),

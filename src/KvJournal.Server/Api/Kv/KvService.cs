@@ -15,8 +15,13 @@ namespace KvJournal.Server.Api.Kv;
 /// etcd's KV service. Each RPC validates, reads or proposes through the shard, maps errors
 /// through <see cref="EtcdErrors"/> and fills the header; nothing else lives here.
 /// </summary>
+[BindServiceMethod(typeof(KvService), nameof(BindService))]
 public sealed class KvService(Shard shard, ServerOptions options) : KV.KVBase
 {
+    /// <summary>Binds the generated methods with etcd's answer to a request that does not parse (<see cref="UnparsableRequests"/>).</summary>
+    public static void BindService(ServiceBinderBase binder, KV.KVBase? service) =>
+        KV.BindService(new UnparsableRequests.Binder(binder), service!);
+
     public override async Task<RangeResponse> Range(RangeRequest request, ServerCallContext context)
     {
         Check(RequestValidator.Range(request));

@@ -19,8 +19,13 @@ namespace KvJournal.Server.Api.Lease;
 /// member's clock, so all members agree on deadlines; time-to-live and the lease list are read
 /// from the applied lease table.
 /// </summary>
+[BindServiceMethod(typeof(LeaseService), nameof(BindService))]
 public sealed class LeaseService(Shard shard, ServerOptions options) : Etcdserverpb.Lease.LeaseBase
 {
+    /// <summary>Binds the generated methods with etcd's answer to a request that does not parse (<see cref="UnparsableRequests"/>).</summary>
+    public static void BindService(ServiceBinderBase binder, Etcdserverpb.Lease.LeaseBase? service) =>
+        Etcdserverpb.Lease.BindService(new UnparsableRequests.Binder(binder), service!);
+
     public override async Task<LeaseGrantResponse> LeaseGrant(LeaseGrantRequest request, ServerCallContext context)
     {
         if (request.TTL > Lessor.MaxTtlSeconds) EtcdErrors.Throw(EtcdError.LeaseTtlTooLarge);

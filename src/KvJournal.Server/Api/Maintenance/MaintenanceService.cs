@@ -4,6 +4,7 @@ using KvJournal.Member.Shards;
 using KvJournal.Member.Snapshots;
 using KvJournal.Server.Api.Auth;
 using KvJournal.Server.Api.Errors;
+using KvJournal.Server.Api.Validation;
 using KvJournal.Server.Hosting;
 using KvJournal.Storage.Apply;
 
@@ -14,8 +15,13 @@ namespace KvJournal.Server.Api.Maintenance;
 /// defragment, and clear answers for leadership and downgrade, which a journal-based keyspace
 /// does not have.
 /// </summary>
+[BindServiceMethod(typeof(MaintenanceService), nameof(BindService))]
 public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etcdserverpb.Maintenance.MaintenanceBase
 {
+    /// <summary>Binds the generated methods with etcd's answer to a request that does not parse (<see cref="UnparsableRequests"/>).</summary>
+    public static void BindService(ServiceBinderBase binder, Etcdserverpb.Maintenance.MaintenanceBase? service) =>
+        Etcdserverpb.Maintenance.BindService(new UnparsableRequests.Binder(binder), service!);
+
     public override Task<StatusResponse> Status(StatusRequest request, ServerCallContext context)
     {
         Caller.Of(context, shard, options).CheckAdmin(); // etcd 3.5 asks an admin (3.6 any user)
@@ -134,6 +140,7 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
         }
         else
         {
+            if (RequestValidator.Alarm(request) is var invalid and not EtcdError.None) EtcdErrors.Throw(invalid);
             var result = await shard.ProposeAsync(new KvJournal.Protos.Journal.JournalEntry { Alarm = request }, context.CancellationToken).ConfigureAwait(false);
             if (result.Error != EtcdError.None) EtcdErrors.Throw(result.Error);
             response = (AlarmResponse)result.Response!;

@@ -49,6 +49,10 @@ public static class RequestValidator
         return null;
     }
 
+    /// <summary>Raising or clearing an alarm of a type etcd does not define is refused (etcd 3.5 panics on it).</summary>
+    public static EtcdError Alarm(AlarmRequest a) =>
+        a.Action != AlarmRequest.Types.AlarmAction.Get && !Enum.IsDefined(a.Alarm) ? EtcdError.UnknownAlarm : EtcdError.None;
+
     public static EtcdError DeleteRange(DeleteRangeRequest d) => d.Key.IsEmpty ? EtcdError.EmptyKey : EtcdError.None;
 
     /// <summary>Shape checks, then etcd's rule that one branch never writes a key twice.</summary>

@@ -2,6 +2,7 @@ using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Core;
 using KvJournal.Protos.Wire;
+using KvJournal.Server.Api.Errors;
 
 namespace KvJournal.Server.Api.Watch;
 
@@ -15,7 +16,8 @@ namespace KvJournal.Server.Api.Watch;
 public abstract class WatchServiceBase
 {
     private static readonly Method<WatchRequest, WatchResponseFrame> WatchMethod = new(
-        MethodType.DuplexStreaming, "etcdserverpb.Watch", "Watch", ProtobufMarshaller(WatchRequest.Parser), ProtobufMarshaller(WatchResponseFrame.Parser));
+        MethodType.DuplexStreaming, "etcdserverpb.Watch", "Watch",
+        UnparsableRequests.Requests(ProtobufMarshaller(WatchRequest.Parser), MethodType.DuplexStreaming), ProtobufMarshaller(WatchResponseFrame.Parser));
 
     public abstract Task Watch(IAsyncStreamReader<WatchRequest> requestStream, IServerStreamWriter<WatchResponseFrame> responseStream, ServerCallContext context);
 
