@@ -45,6 +45,27 @@ public sealed class TlsTests : IDisposable
         Assert.Contains("password was given for no password user", await As("--user=root:guess", "get", "k"));
     }
 
+    /// <summary>
+    /// etcd's JSON gateway is a gRPC client of its own server, so the HTTP client's certificate names
+    /// no user there: without a token a gateway call is anonymous, even with a CN=root certificate.
+    /// </summary>
+    [Fact]
+    public async Task TheJsonGatewayDoesNotTakeTheClientCertificatesCommonNameAsTheUser()
+    {
+        await using var kvj = await KvJournalProcess.StartWithTlsAsync(_tls);
+        Assert.Equal(0, (await EtcdctlAsync(kvj, _tls.ClientCert, _tls.ClientKey, "user", "add", "root:rootpw")).ExitCode);
+        await EtcdctlAsync(kvj, _tls.ClientCert, _tls.ClientKey, "user", "grant-role", "root", "root");
+        Assert.Equal(0, (await EtcdctlAsync(kvj, _tls.ClientCert, _tls.ClientKey, "auth", "enable")).ExitCode);
+        string[] mtls = ["--cacert", _tls.CaCert, "--cert", _tls.ClientCert, "--key", _tls.ClientKey, "-X", "POST"];
+        var anonymous = await Curl.GetAsync($"https://{kvj.Endpoint}/v3/kv/put", [.. mtls, "-d", """{"key":"Zm9v","value":"YmFy"}"""]);
+        Assert.Equal(400, anonymous.Status);
+        Assert.Equal("etcdserver: user name is empty", JsonDocument.Parse(anonymous.Body).RootElement.GetProperty("message").GetString());
+        var login = await Curl.GetAsync($"https://{kvj.Endpoint}/v3/auth/authenticate", [.. mtls, "-d", """{"name":"root","password":"rootpw"}"""]);
+        string token = JsonDocument.Parse(login.Body).RootElement.GetProperty("token").GetString()!;
+        var put = await Curl.GetAsync($"https://{kvj.Endpoint}/v3/kv/put", [.. mtls, "-H", $"Authorization: {token}", "-d", """{"key":"Zm9v","value":"YmFy"}"""]);
+        Assert.Equal(200, put.Status);
+    }
+
     [Fact]
     public async Task EtcdctlWithAClientCertificateIsServedOverHttps()
     {

@@ -33,7 +33,9 @@ public sealed class Caller
         // With auth off nothing is read: building the call's Metadata copies every header.
         !shard.Auth.Enabled
             ? new Caller(shard, "")
-            : Of(context.RequestHeaders.GetValue("token") ?? context.RequestHeaders.GetValue("authorization"), context.GetHttpContext(), shard, options);
+            : Of(context.RequestHeaders.GetValue("token") ?? context.RequestHeaders.GetValue("authorization"),
+                // etcd's gateway is a gRPC client of its own: the HTTP client's certificate names no user there.
+                context is Gateway.GatewayCall ? null : context.GetHttpContext(), shard, options);
 
     public static Caller Of(string? token, HttpContext? http, Shard shard, ServerOptions options)
     {
@@ -45,7 +47,6 @@ public sealed class Caller
                 EtcdErrors.Throw(EtcdError.InvalidAuthToken);
             return new Caller(shard, user);
         }
-        // Not for the JSON gateway: its requests come through the server's own relay.
         if (options.ClientCertAuth && http?.Connection.ClientCertificate is { } cert)
             return new Caller(shard, cert.GetNameInfo(System.Security.Cryptography.X509Certificates.X509NameType.SimpleName, forIssuer: false));
         return new Caller(shard, "");
