@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace KvJournal.LoadHarness;
 
 /// <summary>Latency figures of one measured window.</summary>
-public sealed record LatencySummary(double P50, double P99, double Max, int Count, double PerSecond);
+public sealed record LatencySummary(double P50, double P99, double Max, int Count, double PerSecond, int Over100Ms = 0);
 
 /// <summary>Runs <c>writers</c> loops of one request each for a fixed time and summarises their latencies.</summary>
 public static class PutLoad
@@ -24,6 +24,8 @@ public static class PutLoad
             lock (latencies) latencies.AddRange(mine);
         })));
         latencies.Sort();
-        return new LatencySummary(latencies[latencies.Count / 2], latencies[latencies.Count * 99 / 100], latencies[^1], latencies.Count, latencies.Count / clock.Elapsed.TotalSeconds);
+        int slow = 0;
+        foreach (double l in latencies) if (l > 100) slow++;
+        return new LatencySummary(latencies[latencies.Count / 2], latencies[latencies.Count * 99 / 100], latencies[^1], latencies.Count, latencies.Count / clock.Elapsed.TotalSeconds, slow);
     }
 }

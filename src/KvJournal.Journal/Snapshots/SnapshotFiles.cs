@@ -34,6 +34,8 @@ public sealed class SnapshotFiles
         return positions;
     }
 
+    private const int SyncEveryBytes = 8 << 20;
+
     /// <summary>Stores a snapshot durably and drops the oldest beyond <see cref="Keep"/>; returns the oldest position kept.</summary>
     public async Task<long> PutAsync(long position, Stream snapshot, CancellationToken cancellationToken)
     {
@@ -41,12 +43,9 @@ public sealed class SnapshotFiles
         try
         {
             string path = PathOf(position), tmp = path + ".tmp";
-            await using (var file = new FileStream(tmp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous))
-            {
-                await snapshot.CopyToAsync(file, cancellationToken).ConfigureAwait(false);
-                await file.FlushAsync(cancellationToken).ConfigureAwait(false);
-                file.Flush(flushToDisk: true);
-            }
+            // On a thread of its own: the copy and its fsyncs block, and on a small machine they
+            // would hold thread-pool threads that the writers' requests need.
+            await Task.Factory.StartNew(() => Copy(snapshot, tmp, cancellationToken), cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
             File.Move(tmp, path, overwrite: true);
             var positions = Positions();
             for (int i = 0; i < positions.Count - Keep; i++) File.Delete(PathOf(positions[i]));
@@ -56,6 +55,27 @@ public sealed class SnapshotFiles
         {
             _writing.Release();
         }
+    }
+
+    // Made durable a few MiB at a time: one fsync of a whole large snapshot at the end would queue
+    // hundreds of MiB of writeback ahead of the journal's own fsyncs on the same disk.
+    private static void Copy(Stream snapshot, string path, CancellationToken cancellationToken)
+    {
+        using var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16);
+        var buffer = new byte[1 << 20];
+        long unsynced = 0;
+        int n;
+        while ((n = snapshot.Read(buffer)) > 0)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            file.Write(buffer, 0, n);
+            if ((unsynced += n) >= SyncEveryBytes)
+            {
+                file.Flush(flushToDisk: true);
+                unsynced = 0;
+            }
+        }
+        file.Flush(flushToDisk: true);
     }
 
     /// <summary>The newest snapshot covering a position below <paramref name="belowPosition"/>, or null.</summary>

@@ -20,51 +20,96 @@ public static class StateSnapshot
     private const int BatchSize = 4096;
     private const int HashBytes = 32;
 
-    /// <summary>Writes the state; the caller holds the store's read lock, so nothing is applied meanwhile.</summary>
-    public static void Write(Stream output, MvccStore store, Lessor lessor, KvApplier applier)
+    /// <summary>
+    /// The state at one journal position, copied out of the live structures (which change in
+    /// place) so it can be written while the applier goes on: references to the immutable keys and
+    /// values, copies of the version arrays and of everything small.
+    /// </summary>
+    public sealed class View
+    {
+        internal View(StateHeader header, List<(ByteString Key, KeyVersion[] Versions)> keys, (long Revision, ByteString Key)[] changes,
+            List<SnapshotLease> leases, List<IMessage> small)
+        {
+            Header = header;
+            Keys = keys;
+            Changes = changes;
+            Leases = leases;
+            Small = small;
+        }
+
+        internal StateHeader Header { get; }
+        internal List<(ByteString Key, KeyVersion[] Versions)> Keys { get; }
+        internal (long Revision, ByteString Key)[] Changes { get; }
+        internal List<SnapshotLease> Leases { get; }
+        // Members, alarms, the exactly-once window and auth: records written as they are.
+        internal List<IMessage> Small { get; }
+
+        /// <summary>The journal position the state covers.</summary>
+        public long Position => Header.JournalPosition;
+
+        public int KeyCount => Keys.Count;
+    }
+
+    /// <summary>Copies the state out; the caller holds the store's read lock (a memory copy, no I/O).</summary>
+    public static View Capture(MvccStore store, Lessor lessor, KvApplier applier)
+    {
+        var keys = new List<(ByteString, KeyVersion[])>(store.KeyCount);
+        foreach (var h in store.Histories) keys.Add((h.Key, h.Versions.ToArray()));
+        var log = store.Changes;
+        var changes = new (long, ByteString)[log.Count];
+        for (int i = 0; i < changes.Length; i++) changes[i] = (log[i].Revision, log[i].History.Key);
+        var leases = new List<SnapshotLease>();
+        foreach (var l in lessor.All) leases.Add(new SnapshotLease { Id = l.Id, TtlSeconds = l.TtlSeconds, ExpiresAtUnixMs = l.ExpiresAtUnixMs });
+        var small = new List<IMessage>();
+        foreach (var m in applier.Members.Values) small.Add(new StateRecord { Member = m.Clone() });
+        foreach (var alarm in applier.Alarms) small.Add(new StateRecord { Alarm = alarm.Clone() });
+        var applied = new AppliedRequestBatch();
+        foreach (var (member, request) in applier.AppliedRequests.InOrder)
+        {
+            applied.Members.Add(member);
+            applied.Requests.Add(request);
+            if (applied.Members.Count == BatchSize)
+            {
+                small.Add(new StateRecord { Applied = applied });
+                applied = new AppliedRequestBatch();
+            }
+        }
+        if (applied.Members.Count > 0) small.Add(new StateRecord { Applied = applied });
+        small.Add(new StateRecord { Auth = applier.Auth.ToSnapshot() });
+        var header = new StateHeader { ClusterId = applier.ClusterId, Revision = store.CurrentRevision, CompactRevision = store.CompactRevision, JournalPosition = applier.Position };
+        return new View(header, keys, changes, leases, small);
+    }
+
+    /// <summary>Writes a captured state; no lock is needed, so writers never wait for the encoding or the disk.</summary>
+    public static void Write(Stream output, View view)
     {
         using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         using (var hashed = new HashingWriteStream(output, sha))
         {
             hashed.Write(Magic);
             var records = new CodedOutputStream(hashed, leaveOpen: true);
-            void Record(StateRecord r) => records.WriteMessage(r);
+            void Record(IMessage r) => records.WriteMessage(r);
 
-            Record(new StateRecord { Header = new StateHeader { ClusterId = applier.ClusterId, Revision = store.CurrentRevision, CompactRevision = store.CompactRevision, JournalPosition = applier.Position } });
-            foreach (var h in store.Histories)
+            Record(new StateRecord { Header = view.Header });
+            foreach (var (k, versions) in view.Keys)
             {
-                var key = new StoredKey { Key = h.Key };
-                foreach (ref readonly var v in h.Versions)
+                var key = new StoredKey { Key = k };
+                foreach (ref readonly var v in versions.AsSpan())
                     key.Versions.Add(new StoredVersion { ModRevision = v.ModRevision, CreateRevision = v.CreateRevision, Version = v.Version, Lease = v.Lease, Value = v.Value });
                 Record(new StateRecord { Key = key });
             }
-            var changes = store.Changes;
-            for (int i = 0; i < changes.Count; i += BatchSize)
+            for (int i = 0; i < view.Changes.Length; i += BatchSize)
             {
                 var batch = new ChangeBatch();
-                for (int j = i; j < Math.Min(changes.Count, i + BatchSize); j++)
+                for (int j = i; j < Math.Min(view.Changes.Length, i + BatchSize); j++)
                 {
-                    batch.Revisions.Add(changes[j].Revision);
-                    batch.Keys.Add(changes[j].History.Key);
+                    batch.Revisions.Add(view.Changes[j].Revision);
+                    batch.Keys.Add(view.Changes[j].Key);
                 }
                 Record(new StateRecord { Changes = batch });
             }
-            foreach (var l in lessor.All) Record(new StateRecord { Lease = new SnapshotLease { Id = l.Id, TtlSeconds = l.TtlSeconds, ExpiresAtUnixMs = l.ExpiresAtUnixMs } });
-            foreach (var m in applier.Members.Values) Record(new StateRecord { Member = m });
-            foreach (var a in applier.Alarms) Record(new StateRecord { Alarm = a });
-            var applied = new AppliedRequestBatch();
-            foreach (var (member, request) in applier.AppliedRequests.InOrder)
-            {
-                applied.Members.Add(member);
-                applied.Requests.Add(request);
-                if (applied.Members.Count == BatchSize)
-                {
-                    Record(new StateRecord { Applied = applied });
-                    applied = new AppliedRequestBatch();
-                }
-            }
-            if (applied.Members.Count > 0) Record(new StateRecord { Applied = applied });
-            Record(new StateRecord { Auth = applier.Auth.ToSnapshot() });
+            foreach (var l in view.Leases) Record(new StateRecord { Lease = l });
+            foreach (var r in view.Small) Record(r);
             records.WriteLength(0); // the end
             records.Flush();
         }
