@@ -64,6 +64,8 @@ public sealed class KvJournalServer : IAsyncDisposable
         foreach (var spec in _options.Shards)
             await OpenShardAsync(spec.Name, Path.Combine(dataDir, "shards", spec.Name, "journal"), spec.Urls, spec.Urls, memberId, cancellationToken).ConfigureAwait(false);
         var router = new ShardRouter(_shards[0].Shard);
+        foreach (var hosted in _shards)
+            foreach (var url in hosted.Urls) router.Route(url.Port, hosted.Shard);
 
         var builder = WebApplication.CreateSlimBuilder();
         JsonLogs(builder.Logging, _options.LogLevel);
@@ -123,9 +125,8 @@ public sealed class KvJournalServer : IAsyncDisposable
         foreach (var hosted in _shards)
         {
             var relay = hosted.Http1!.IPEndPoint!;
+            router.Route(relay.Port, hosted.Shard); // before the splitter relays anything there
             hosted.Splitter.Http1Endpoint = relay;
-            router.Route(relay.Port, hosted.Shard);
-            foreach (var url in hosted.Urls) router.Route(url.Port, hosted.Shard);
         }
     }
 

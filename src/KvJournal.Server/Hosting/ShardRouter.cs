@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using KvJournal.Member.Shards;
 using Microsoft.AspNetCore.Http;
 
@@ -6,10 +7,13 @@ namespace KvJournal.Server.Hosting;
 /// <summary>
 /// Which shard a request is for: the one whose client URL (or internal HTTP/1.1 relay port) the
 /// connection arrived on. Services get the request's <see cref="Shard"/> injected from it.
+/// Client ports are routed before the server starts listening, so no request on a shard's port is
+/// ever served by another shard; relay ports are routed before their splitter relays anything.
 /// </summary>
 public sealed class ShardRouter(Shard defaultShard)
 {
-    private readonly Dictionary<int, Shard> _byPort = [];
+    // Read by every request while relay ports are still being added.
+    private readonly ConcurrentDictionary<int, Shard> _byPort = [];
 
     public Shard Default { get; } = defaultShard;
 
