@@ -226,6 +226,59 @@ public sealed class SharedJournalTests
         }
     }
 
+    /// <summary>
+    /// Lease expiry (and the other one-doer duties) run on the member reported as leader; when it is
+    /// killed, the survivors agree on the next one within a few heartbeats, and leases due meanwhile
+    /// expire once each.
+    /// </summary>
+    [Fact]
+    public async Task WhenTheLeaderIsKilledAnotherTakesOverAndLeasesStillExpireOnce()
+    {
+        await using var cluster = await Cluster.StartAsync(3);
+        var m = cluster.Members;
+        var statuses = await Task.WhenAll(m.Select(x => new Maintenance.MaintenanceClient(x.Channel).StatusAsync(new Etcdserverpb.StatusRequest()).ResponseAsync));
+        ulong leaderId = Assert.Single(statuses.Select(st => st.Leader).Distinct());
+        var leader = m[Array.FindIndex(statuses, st => st.Header.MemberId == leaderId)];
+        var survivors = m.Where(x => x != leader).ToList();
+
+        var lease = new Lease.LeaseClient(survivors[0].Channel);
+        long start = 0;
+        for (int i = 0; i < 20; i++)
+        {
+            var granted = await lease.LeaseGrantAsync(new LeaseGrantRequest { TTL = 3 });
+            var put = await survivors[0].Kv.PutAsync(new PutRequest { Key = B($"expire/{i:D2}"), Value = B("v"), Lease = granted.ID });
+            if (start == 0) start = put.Header.Revision;
+        }
+        await using var watch = new WatchSession(survivors[1].Channel);
+        await watch.WatchAsync(WatchSession.Create("expire/", WatchSession.PrefixEnd("expire/"), startRevision: start));
+        await leader.KillAsync();
+
+        // The survivors name one live leader, bounded in time.
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while (true)
+        {
+            var now = await Task.WhenAll(survivors.Select(x => new Maintenance.MaintenanceClient(x.Channel).StatusAsync(new Etcdserverpb.StatusRequest()).ResponseAsync));
+            if (now.All(st => st.Leader != leaderId && st.Leader == now[0].Leader) && survivors.Any(x => now.Any(st => st.Header.MemberId == now[0].Leader))) break;
+            Assert.True(DateTime.UtcNow < deadline, $"no live leader agreed on 20 s after kill -9 of leader {leaderId:x}: {string.Join(", ", now.Select(st => $"{st.Header.MemberId:x} says {st.Leader:x}"))}");
+            await Task.Delay(200);
+        }
+
+        var deletes = new List<string>();
+        var events = new List<Mvccpb.Event>();
+        while (deletes.Count < 20)
+        {
+            foreach (var e in (await watch.NextAsync(TimeSpan.FromSeconds(30))).Events)
+            {
+                events.Add(e);
+                if (e.Type == Mvccpb.Event.Types.EventType.Delete) deletes.Add(e.Kv.Key.ToStringUtf8());
+            }
+        }
+        Assert.Equal(20, deletes.Distinct().Count());
+        await survivors[0].Kv.PutAsync(new PutRequest { Key = B("expire-fence"), Value = B("v") });
+        while (watch.TryNext(out var more)) events.AddRange(more.Events);
+        Assert.Equal(20, events.Count(e => e.Type == Mvccpb.Event.Types.EventType.Delete)); // once each
+    }
+
     [Fact]
     public async Task AnEntryTheJournalHoldsTwiceIsAppliedOnce()
     {

@@ -5,8 +5,9 @@ namespace KvJournal.Member.Leases;
 
 /// <summary>
 /// Finds leases past their deadline and proposes their expiry to the journal; the expiry takes
-/// effect when applied, so every member revokes the same lease at the same revision. Every member
-/// may run this: a second expiry of the same lease applies as a no-op.
+/// effect when applied, so every member revokes the same lease at the same revision. Only the
+/// member reported as leader proposes them, as in etcd (another takes over within a few heartbeats
+/// when it is gone); should two briefly both think they lead, the second expiry applies as a no-op.
 /// </summary>
 /// <remarks>
 /// Like etcd, at most 500 leases are expired per half second (1,000 a second), so a mass expiry is
@@ -25,6 +26,7 @@ internal sealed class LeaseExpiry(Shard shard)
         {
             while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
             {
+                if (shard.LeaderId != shard.MemberId) continue;
                 long now = LeaseClock.NowUnixMs();
                 var due = shard.Read(_ => shard.Leases.Expired(now, PerRound));
                 if (due.Count == 0) continue;

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using KvJournal.Journal;
+using KvJournal.Member.Leadership;
 using KvJournal.Member.Leases;
 using KvJournal.Member.Metrics;
 using KvJournal.Member.Propose;
@@ -60,6 +61,7 @@ public sealed class Shard
     private readonly ShardTailer _tailer;
     private Task _tailing = Task.CompletedTask;
     private Task _expiring = Task.CompletedTask;
+    private Task _heartbeating = Task.CompletedTask;
     private Task _snapshotting = Task.CompletedTask;
 
     private Shard(IJournal journal, ShardOptions options)
@@ -195,12 +197,12 @@ public sealed class Shard
             var result = await shard.ProposeAsync(bootstrap, cancellationToken).ConfigureAwait(false);
             if (result.Error != EtcdError.None) throw new JournalUnavailableException($"cannot bootstrap the journal: {result.Error}");
         }
+        // Announced at every start: the first heartbeat (MemberHeartbeat sends the rest).
         var announce = new MemberAnnounce { MemberId = options.MemberId, Name = options.MemberName, ClientUrls = { options.ClientUrls }, PeerUrls = { options.PeerUrls } };
-        if (!shard.Read(_ => shard._applier.Members.TryGetValue(options.MemberId, out var known) && known.Equals(announce)))
-        {
-            var announced = await shard.ProposeAsync(new JournalEntry { MemberAnnounce = announce }, cancellationToken).ConfigureAwait(false);
-            if (announced.Error != EtcdError.None) throw new JournalUnavailableException($"cannot announce this member on the journal: {announced.Error}");
-        }
+        var announced = await shard.ProposeAsync(new JournalEntry { MemberAnnounce = announce }, cancellationToken).ConfigureAwait(false);
+        if (announced.Error != EtcdError.None) throw new JournalUnavailableException($"cannot announce this member on the journal: {announced.Error}");
+        var heartbeat = new MemberHeartbeat(shard, announce);
+        shard._heartbeating = Task.Run(() => heartbeat.RunAsync(shard._stopping.Token), CancellationToken.None);
         var expiry = new LeaseExpiry(shard);
         shard._expiring = Task.Run(() => expiry.RunAsync(shard._stopping.Token), CancellationToken.None);
         if (options.SnapshotCount > 0)
@@ -326,7 +328,7 @@ public sealed class Shard
     /// member. It is the lowest announced member id, and 0 while the journal is unreachable, as etcd
     /// reports 0 without a leader.
     /// </summary>
-    public ulong LeaderId => JournalReachable ? Read(_ => _applier.Members.Count > 0 ? _applier.Members.Keys.Min() : MemberId) : 0;
+    public ulong LeaderId => JournalReachable ? Read(_ => _applier.LeaderId is var leader and not 0 ? leader : MemberId) : 0;
 
     /// <summary>Whether the journal answered lately; with it gone, clients that require a leader are refused.</summary>
     public bool JournalReachable => _journal.IsReachable && Failure is null;
@@ -379,6 +381,7 @@ public sealed class Shard
     {
         await _stopping.CancelAsync().ConfigureAwait(false);
         try { await _expiring.ConfigureAwait(false); } catch (OperationCanceledException) { }
+        try { await _heartbeating.ConfigureAwait(false); } catch (OperationCanceledException) { }
         try { await _snapshotting.ConfigureAwait(false); } catch (OperationCanceledException) { }
         try { await _tailing.ConfigureAwait(false); } catch (OperationCanceledException) { }
         await Watches.DisposeAsync().ConfigureAwait(false);

@@ -63,7 +63,32 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
         Position = position;
     }
 
-    internal void RestoreMember(MemberAnnounce member) => _members[member.MemberId] = member;
+    internal void RestoreMember(MemberAnnounce member)
+    {
+        _members[member.MemberId] = member;
+        _heartbeats = Math.Max(_heartbeats, member.Heartbeat);
+    }
+
+    // Announcements applied so far (restored as the highest a member carries).
+    private ulong _heartbeats;
+
+    /// <summary>
+    /// The member that does the one-doer duties (lease expiry, state snapshots): the lowest id among
+    /// members whose latest announcement is among the last 3 × (members) announcements, i.e. that
+    /// heartbeat within about three rounds of the others'. Every member computes the same answer at
+    /// the same journal position, with no clocks involved; when the leader stops, the next lowest
+    /// takes over once three rounds of heartbeats went by without it. 0 before any announcement.
+    /// </summary>
+    public ulong LeaderId
+    {
+        get
+        {
+            ulong window = 3 * (ulong)_members.Count;
+            foreach (var (id, m) in _members) // SortedDictionary: lowest id first
+                if (_heartbeats - m.Heartbeat <= window) return id;
+            return 0;
+        }
+    }
 
     internal void RestoreAlarm(AlarmMember alarm) => _alarms[(alarm.MemberID, alarm.Alarm)] = alarm;
 
@@ -133,7 +158,9 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
             case JournalEntry.BodyOneofCase.Compaction:
                 return Compact(entry.Compaction);
             case JournalEntry.BodyOneofCase.MemberAnnounce:
-                _members[entry.MemberAnnounce.MemberId] = entry.MemberAnnounce;
+                var announce = entry.MemberAnnounce.Clone();
+                announce.Heartbeat = ++_heartbeats;
+                _members[announce.MemberId] = announce;
                 return ApplyResult.Ok(new ResponseHeader { ClusterId = ClusterId });
             case JournalEntry.BodyOneofCase.Alarm:
                 return ApplyAlarm(entry.Alarm);
