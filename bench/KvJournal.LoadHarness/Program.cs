@@ -1,6 +1,6 @@
 using KvJournal.LoadHarness;
 
-// Usage: dotnet run -c Release --project bench/KvJournal.LoadHarness -- watch|lease|defrag|shards|snapshot|failover|list [--name N ...] (see bench/README.md)
+// Usage: dotnet run -c Release --project bench/KvJournal.LoadHarness -- watch|lease|defrag|shards|snapshot|compaction|failover|list [--name N ...] (see bench/README.md)
 var command = args.Length > 0 ? args[0] : "";
 // The list benchmark's writer, started by the harness itself as a separate process.
 if (command == "list-writer") return await ListWhileWritingBenchmark.RunWriterAsync(args[1]);
@@ -19,6 +19,9 @@ switch (command)
     case "shards":
         await ShardFloodBenchmark.RunAsync(options);
         return 0;
+    case "compaction":
+        await CompactionBenchmark.RunAsync(options);
+        return 0;
     case "snapshot":
         await SnapshotBenchmark.RunAsync(options);
         return 0;
@@ -34,6 +37,7 @@ switch (command)
         Console.Error.WriteLine("       KvJournal.LoadHarness defrag [--keys 50000] [--seconds 4]");
         Console.Error.WriteLine("       KvJournal.LoadHarness shards [--quota-mib 16] [--seconds 5]");
         Console.Error.WriteLine("       KvJournal.LoadHarness snapshot [--keys 1000000] [--seconds 20]");
+        Console.Error.WriteLine("       KvJournal.LoadHarness compaction [--keys 1000000] [--seconds 10]");
         Console.Error.WriteLine("       KvJournal.LoadHarness failover [--runs 3] [--writers 12]");
         Console.Error.WriteLine("       KvJournal.LoadHarness list [--objects 100000] [--lists 3]");
         return 2;

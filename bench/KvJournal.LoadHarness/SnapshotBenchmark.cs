@@ -24,18 +24,7 @@ public static class SnapshotBenchmark
         Console.WriteLine($"snapshot benchmark: {keys} keys of 256 B, then 4 writers for {seconds} s while the state snapshot is taken");
         await using var server = await KvJournalProcess.StartAsync(null, "--snapshot-count", snapshots ? $"{loadTxns + 3000}" : "0", "--quota-backend-bytes", $"{8L << 30}");
         var value = ByteString.CopyFrom(new byte[256]);
-        var load = Stopwatch.StartNew();
-        await Task.WhenAll(Enumerable.Range(0, 8).Select(w => Task.Run(async () =>
-        {
-            for (int t = w; t < loadTxns; t += 8)
-            {
-                var txn = new TxnRequest();
-                for (int i = t * 100; i < Math.Min(keys, t * 100 + 100); i++)
-                    txn.Success.Add(new RequestOp { RequestPut = new PutRequest { Key = ByteString.CopyFromUtf8($"/load/{i:D7}"), Value = value } });
-                await server.Kv.TxnAsync(txn);
-            }
-        })));
-        Console.WriteLine($"loaded in {load.Elapsed.TotalSeconds:F1} s, RSS {server.ResidentBytes().Current >> 20} MiB");
+        await LoadAsync(server, keys, value);
 
         var window = await PutLoad.RunAsync(4, TimeSpan.FromSeconds(seconds), (w, i) =>
             server.Kv.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8($"/w/{w}/{i % 1000}"), Value = value }).ResponseAsync);
@@ -45,5 +34,23 @@ public static class SnapshotBenchmark
         Console.WriteLine($"| {keys:N0} keys, {(snapshots ? "snapshots every 3,000 entries" : "no snapshots")} | {window.P50:F1} | {window.P99:F1} | {window.Max:F1} | {window.Count} | {window.Over100Ms} |");
         foreach (var line in server.Output.Split('\n').Where(l => l.Contains("state snapshot", StringComparison.Ordinal)))
             Console.WriteLine($"member: {line.Trim()}");
+    }
+
+    /// <summary><paramref name="keys"/> keys in txns of 100 puts from 8 clients: one revision per txn.</summary>
+    internal static async Task LoadAsync(ServerProcess server, int keys, ByteString value, string prefix = "/load/")
+    {
+        int txns = (keys + 99) / 100;
+        var load = Stopwatch.StartNew();
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(w => Task.Run(async () =>
+        {
+            for (int t = w; t < txns; t += 8)
+            {
+                var txn = new TxnRequest();
+                for (int i = t * 100; i < Math.Min(keys, t * 100 + 100); i++)
+                    txn.Success.Add(new RequestOp { RequestPut = new PutRequest { Key = ByteString.CopyFromUtf8($"{prefix}{i:D7}"), Value = value } });
+                await server.Kv.TxnAsync(txn);
+            }
+        })));
+        Console.WriteLine($"loaded {keys} keys in {load.Elapsed.TotalSeconds:F1} s, RSS {server.ResidentBytes().Current >> 20} MiB");
     }
 }

@@ -42,6 +42,45 @@ public sealed class MvccStoreTests
         Assert.Equal((5L, 5L, 1L), (Get(store, "a", 0)!.CreateRevision, Get(store, "a", 0)!.ModRevision, Get(store, "a", 0)!.Version));
     }
 
+    /// <summary>
+    /// A compaction of more keys than one step takes drops their old versions over the following
+    /// steps (one per applied entry), and no read or hash can tell how far it got.
+    /// </summary>
+    [Fact]
+    public void ACompactionOfManyKeysIsSpreadOverStepsThatNoReadCanTellApart()
+    {
+        MvccStore Loaded()
+        {
+            var s = new MvccStore();
+            int keys = MvccStore.CompactStepKeys * 2 + 500;
+            for (int round = 0; round < 2; round++)
+                Write(s, t => { for (int i = 0; i < keys; i++) t.Put(B($"k{i:D6}"), B($"v{round}"), 0); });
+            Write(s, t => t.DeleteRange(KeyRange.FromRequest(B("k000000"), ByteString.Empty)));
+            return s;
+        }
+        var stepped = Loaded();
+        var whole = Loaded();
+        long head = stepped.CurrentRevision;
+        whole.Compact(head);
+        while (whole.Compacting.To != 0) whole.CompactStep();
+        uint hash = whole.HashKv(head);
+
+        stepped.Compact(head);
+        Assert.NotEqual(0, stepped.Compacting.To); // more keys than one step
+        Assert.True(stepped.SizeBytes > whole.SizeBytes);
+        int steps = 0;
+        while (stepped.Compacting.To != 0)
+        {
+            Assert.Equal(hash, stepped.HashKv(head));
+            Assert.Equal("v1", Get(stepped, "k015000", head)!.Value.ToStringUtf8());
+            Assert.Null(Get(stepped, "k000000", head));
+            stepped.CompactStep();
+            steps++;
+        }
+        Assert.Equal(2, steps);
+        Assert.Equal((whole.SizeBytes, whole.KeyCount, hash), (stepped.SizeBytes, stepped.KeyCount, stepped.HashKv(head)));
+    }
+
     [Fact]
     public void CompactionKeepsWhatReadsAtTheCompactRevisionNeed()
     {

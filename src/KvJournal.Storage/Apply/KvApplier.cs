@@ -112,6 +112,7 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
     /// </summary>
     public ApplyResult Apply(JournalEntry entry)
     {
+        store.CompactStep(); // a compaction in progress goes on by one step per entry, the same on every member
         // Request id 0: an entry not from a proposer (tools, tests), never retried.
         if (entry.RequestId != 0 && !AppliedRequests.TryAdd(entry.MemberId, entry.RequestId)) return ApplyResult.Fail(EtcdError.RepeatedEntry);
         try
@@ -132,6 +133,7 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
     /// </summary>
     public ApplyResult Unreadable(ulong memberId, ulong requestId, string problem)
     {
+        store.CompactStep();
         if (requestId != 0 && !AppliedRequests.TryAdd(memberId, requestId)) return ApplyResult.Fail(EtcdError.RepeatedEntry);
         return new ApplyResult(null, EtcdError.ApplyFailed, new InvalidDataException(problem));
     }

@@ -89,12 +89,7 @@ internal sealed class KeyHistory(ByteString key)
     /// </summary>
     public long Compact(long compactRevision)
     {
-        int i = IndexAtOrBefore(compactRevision);
-        if (i < 0) return 0;
-        // A tombstone written exactly at the compaction revision stays until the next compaction:
-        // a watch from that revision still replays the delete (etcd does the same).
-        ref readonly var v = ref _versions[i];
-        int drop = v.IsTombstone && v.ModRevision < compactRevision ? i + 1 : i;
+        int drop = RetainedFrom(compactRevision);
         if (drop == 0) return 0;
         long released = 0;
         for (int j = 0; j < drop; j++) released += _versions[j].Value.Length;
@@ -102,6 +97,20 @@ internal sealed class KeyHistory(ByteString key)
         Array.Clear(_versions, _count - drop, drop);
         _count -= drop;
         return released;
+    }
+
+    /// <summary>
+    /// The first version a compaction at <paramref name="compactRevision"/> keeps (<see cref="Count"/>
+    /// when it keeps none): the newest at or below it, unless that is a tombstone written before it.
+    /// </summary>
+    public int RetainedFrom(long compactRevision)
+    {
+        int i = IndexAtOrBefore(compactRevision);
+        if (i < 0) return 0;
+        // A tombstone written exactly at the compaction revision stays until the next compaction:
+        // a watch from that revision still replays the delete (etcd does the same).
+        ref readonly var v = ref _versions[i];
+        return v.IsTombstone && v.ModRevision < compactRevision ? i + 1 : i;
     }
 
     // Index of the last version with ModRevision ≤ revision, or -1.

@@ -45,17 +45,50 @@ public sealed class MvccStore
     /// </summary>
     public MvccTxn BeginYieldingRead(int keys) => new(this, writable: false, yieldEvery: keys);
 
-    /// <summary>Compacts history below <paramref name="revision"/>; the caller checked the bounds.</summary>
+    /// <summary>
+    /// Compacts history below <paramref name="revision"/>; the caller checked the bounds. Reads
+    /// below it are refused and the change log is trimmed at once; the old versions themselves are
+    /// dropped <see cref="CompactStepKeys"/> keys at a time, one step per applied entry
+    /// (<see cref="CompactStep"/>), so a compaction of millions of versions never holds up the
+    /// entries behind it. Every member takes the same steps at the same entries, so their states
+    /// (sizes, quota) stay identical; what a read sees never depends on how far the steps got.
+    /// </summary>
     public void Compact(long revision)
     {
         CompactRevision = revision;
         _changes.TrimBelow(revision);
+        _compactingTo = revision;
+        _compactFrom = FirstKey;
+        CompactStep();
+    }
+
+    /// <summary>Keys a compaction step goes through.</summary>
+    public const int CompactStepKeys = 10_000;
+
+    private static readonly ByteString FirstKey = ByteString.CopyFrom(0);
+    // The compaction in progress (0: none) and the first key it has not reached.
+    private long _compactingTo;
+    private ByteString _compactFrom = FirstKey;
+
+    /// <summary>Drops the old versions of the next keys of a compaction in progress; the applier calls it once per entry.</summary>
+    public void CompactStep()
+    {
+        if (_compactingTo == 0) return;
         List<KeyHistory>? emptied = null;
-        foreach (var h in _index.All())
+        int keys = 0;
+        ByteString? next = null;
+        foreach (var h in _index.Range(KeyRange.FromRequest(_compactFrom, FirstKey)))
         {
-            SizeBytes -= h.Compact(revision);
+            if (keys++ == CompactStepKeys)
+            {
+                next = h.Key;
+                break;
+            }
+            SizeBytes -= h.Compact(_compactingTo);
             if (h.Count == 0) (emptied ??= []).Add(h);
         }
+        if (next is null) _compactingTo = 0;
+        else _compactFrom = next;
         if (emptied is null) return;
         foreach (var h in emptied)
         {
@@ -63,6 +96,9 @@ public sealed class MvccStore
             SizeBytes -= h.Key.Length;
         }
     }
+
+    /// <summary>The compaction in progress, for a state snapshot: its revision (0: none) and the first key it has not reached.</summary>
+    public (long To, ByteString From) Compacting => (_compactingTo, _compactFrom);
 
     /// <summary>
     /// CRC-32C over every retained version at or below <paramref name="revision"/>, keys in order:
@@ -76,7 +112,8 @@ public sealed class MvccStore
         foreach (var h in _index.All())
         {
             bool any = false;
-            foreach (ref readonly var v in h.Versions)
+            // The versions the last compaction keeps, however far its steps have got.
+            foreach (ref readonly var v in h.Versions[h.RetainedFrom(CompactRevision)..])
             {
                 if (v.ModRevision > revision) break;
                 if (!any)
@@ -113,10 +150,12 @@ public sealed class MvccStore
     internal void RestoreChange(long revision, ByteString key) =>
         _changes.Append(revision, _index.Get(key) ?? throw new InvalidDataException("snapshot change names a key it does not hold"));
 
-    internal void RestoreRevisions(long current, long compacted)
+    internal void RestoreRevisions(long current, long compacted, long compactingTo, ByteString compactFrom)
     {
         CurrentRevision = current;
         CompactRevision = compacted;
+        _compactingTo = compactingTo;
+        _compactFrom = compactingTo == 0 || compactFrom.IsEmpty ? FirstKey : compactFrom;
     }
 
     /// <summary>Changes since the last compaction, by revision; read under the lock (or by the applier).</summary>

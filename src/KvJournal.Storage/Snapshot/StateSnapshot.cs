@@ -76,7 +76,12 @@ public static class StateSnapshot
         }
         if (applied.Members.Count > 0) small.Add(new StateRecord { Applied = applied });
         small.Add(new StateRecord { Auth = applier.Auth.ToSnapshot() });
-        var header = new StateHeader { ClusterId = applier.ClusterId, Revision = store.CurrentRevision, CompactRevision = store.CompactRevision, JournalPosition = applier.Position };
+        var (compactingTo, compactFrom) = store.Compacting;
+        var header = new StateHeader
+        {
+            ClusterId = applier.ClusterId, Revision = store.CurrentRevision, CompactRevision = store.CompactRevision, JournalPosition = applier.Position,
+            CompactingTo = compactingTo, CompactFrom = compactFrom,
+        };
         return new View(header, keys, changes, leases, small);
     }
 
@@ -141,7 +146,7 @@ public static class StateSnapshot
             {
                 case StateRecord.BodyOneofCase.None:
                     if (header is null) throw new InvalidDataException("state snapshot without a header");
-                    store.RestoreRevisions(header.Revision, header.CompactRevision);
+                    store.RestoreRevisions(header.Revision, header.CompactRevision, header.CompactingTo, header.CompactFrom);
                     applier.Restore(header.ClusterId, header.JournalPosition);
                     AttachLeases(store, lessor);
                     return header.JournalPosition;
