@@ -43,6 +43,9 @@ public sealed class DiskFullTests : IAsyncLifetime
         string dataDir = Path.Combine(_mount, "data");
         await using var kvj = await KvJournalProcess.StartAsync(dataDir);
         var maintenance = new Maintenance.MaintenanceClient(kvj.Channel);
+        // A lease that falls due while the disk is full expires once the disk takes writes again.
+        var lease = await new Lease.LeaseClient(kvj.Channel).LeaseGrantAsync(new LeaseGrantRequest { TTL = 3 });
+        await kvj.Kv.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8("/full/leased"), Value = ByteString.CopyFromUtf8("v"), Lease = lease.ID });
 
         // Leave about a mebibyte free, then write 64 KiB values until the journal cannot take one.
         string filler = Path.Combine(_mount, "filler");
@@ -94,6 +97,12 @@ public sealed class DiskFullTests : IAsyncLifetime
             }
         }
         Assert.Contains("journal: writes resume", kvj.Output);
+        deadline = DateTime.UtcNow.AddSeconds(20);
+        while ((await kvj.Kv.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8("/full/leased") })).Count > 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the lease due while the disk was full did not expire after it healed");
+            await Task.Delay(100);
+        }
         health = await Curl.GetAsync($"http://{kvj.Endpoint}/health");
         Assert.Equal(200, health.Status);
         alarms = await maintenance.AlarmAsync(new AlarmRequest { Action = AlarmRequest.Types.AlarmAction.Get });

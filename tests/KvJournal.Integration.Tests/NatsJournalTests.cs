@@ -390,6 +390,62 @@ public sealed class NatsJournalTests
         }
     }
 
+    /// <summary>
+    /// Auto-compaction goes on after the journal was away: while there is no journal (no leader)
+    /// nothing is proposed, and a failed proposal is logged and retried (one used to end the
+    /// compactor for good).
+    /// </summary>
+    [Fact]
+    public async Task AutoCompactionGoesOnAfterTheJournalWasAway()
+    {
+        await using var nats = await NatsCluster.StartAsync();
+        var m = await MembersAsync(nats, 1, "--auto-compaction-retention", "2s", "--journal-request-timeout", "2s");
+        try
+        {
+            var kv = m[0].Kv;
+            // Compacted up to a revision: a read just below it is refused.
+            async Task CompactedPastAsync(long revision, TimeSpan within)
+            {
+                var deadline = DateTime.UtcNow + within;
+                while (true)
+                {
+                    await kv.PutAsync(new PutRequest { Key = B("compact/tick"), Value = B("v") }, deadline: DateTime.UtcNow.AddSeconds(20));
+                    try
+                    {
+                        await kv.RangeAsync(new RangeRequest { Key = B("compact/tick"), Revision = revision }, deadline: DateTime.UtcNow.AddSeconds(20));
+                    }
+                    catch (RpcException ex) when (ex.Status.Detail == "etcdserver: mvcc: required revision has been compacted")
+                    {
+                        return;
+                    }
+                    Assert.True(DateTime.UtcNow < deadline, $"revision {revision} still not compacted after {within}");
+                    await Task.Delay(200);
+                }
+            }
+            var first = await kv.PutAsync(new PutRequest { Key = B("compact/a"), Value = B("1") });
+            await CompactedPastAsync(first.Header.Revision, TimeSpan.FromSeconds(20));
+
+            await kv.PutAsync(new PutRequest { Key = B("compact/b"), Value = B("2") });
+            await Task.WhenAll(nats.Nodes.Select(nats.KillAsync));
+            await Assert.ThrowsAsync<RpcException>(() => kv.PutAsync(new PutRequest { Key = B("compact/c"), Value = B("3") }, deadline: DateTime.UtcNow.AddSeconds(20)).ResponseAsync);
+            await Task.Delay(TimeSpan.FromSeconds(3)); // compaction ticks meanwhile fail
+            await Task.WhenAll(nats.Nodes.Select(nats.RestartAsync));
+
+            PutResponse? after = null;
+            var deadline = DateTime.UtcNow.AddSeconds(60);
+            while (after is null)
+            {
+                try { after = await kv.PutAsync(new PutRequest { Key = B("compact/d"), Value = B("4") }, deadline: DateTime.UtcNow.AddSeconds(20)); }
+                catch (RpcException) when (DateTime.UtcNow < deadline) { }
+            }
+            await CompactedPastAsync(after.Header.Revision, TimeSpan.FromSeconds(30));
+        }
+        finally
+        {
+            await DisposeAllAsync(m);
+        }
+    }
+
     [Fact]
     public async Task UnreachableServersAreRefusedAtStartWithAClearError()
     {

@@ -1,12 +1,15 @@
 using Etcdserverpb;
+using KvJournal.Member.Logging;
 using KvJournal.Member.Shards;
+using Microsoft.Extensions.Logging;
 using KvJournal.Protos.Journal;
 
 namespace KvJournal.Member.Compaction;
 
 /// <summary>
-/// etcd's auto-compaction, proposed through the journal like any compaction (a second member's
-/// compaction of the same revision is refused as already compacted, harmlessly).
+/// etcd's auto-compaction, proposed through the journal like any compaction, by the member
+/// reported as leader only (should two briefly both lead, the second compaction of a revision is
+/// refused as already compacted, harmlessly). A failed proposal is logged and retried next tick.
 /// </summary>
 /// <remarks>
 /// Periodic: every retention/10 the current revision is sampled; the history kept reaches back to
@@ -25,7 +28,12 @@ public sealed class AutoCompactor
         _shard = shard;
         _retention = retention;
         _keepRevisions = keepRevisions;
+        _logger = shard.Logs.CreateLogger("KvJournal.Compaction");
+        _failures = new DutyFailures(_logger, "auto-compaction");
     }
+
+    private readonly ILogger _logger;
+    private readonly DutyFailures _failures;
 
     public static AutoCompactor Periodic(Shard shard, TimeSpan retention) => new(shard, retention, 0);
 
@@ -70,7 +78,16 @@ public sealed class AutoCompactor
     // Nothing to do when that revision is already compacted; a failed proposal is retried next tick.
     private async Task CompactAsync(long revision, CancellationToken cancellationToken)
     {
-        if (_shard.Read(txn => txn.CompactRevision) >= revision) return;
-        await _shard.ProposeAsync(new JournalEntry { Compaction = new CompactionRequest { Revision = revision } }, cancellationToken).ConfigureAwait(false);
+        if (_shard.LeaderId != _shard.MemberId || _shard.Read(txn => txn.CompactRevision) >= revision) return;
+        try
+        {
+            var result = await _shard.ProposeAsync(new JournalEntry { Compaction = new CompactionRequest { Revision = revision } }, cancellationToken).ConfigureAwait(false);
+            _failures.Outcome(result.Error);
+            if (_logger.IsEnabled(LogLevel.Information)) _logger.LogInformation("auto-compaction at revision {Revision}: {Outcome}", revision, result.Error == Storage.Apply.EtcdError.None ? "done" : result.Error.ToString());
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            _failures.Failed(ex);
+        }
     }
 }

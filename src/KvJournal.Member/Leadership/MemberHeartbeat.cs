@@ -1,3 +1,4 @@
+using KvJournal.Member.Logging;
 using KvJournal.Member.Shards;
 using KvJournal.Protos.Journal;
 
@@ -11,6 +12,7 @@ namespace KvJournal.Member.Leadership;
 internal sealed class MemberHeartbeat(Shard shard, MemberAnnounce announce)
 {
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(1);
+    private readonly DutyFailures _failures = new(shard.Logs.CreateLogger("KvJournal.Member"), "heartbeat");
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -21,8 +23,15 @@ internal sealed class MemberHeartbeat(Shard shard, MemberAnnounce announce)
             {
                 if (shard.Read(_ => shard.Members.Count) < 2) continue;
                 // A failed proposal (the journal is away, the member stopped) is simply the next tick's to make.
-                try { await shard.ProposeAsync(new JournalEntry { MemberAnnounce = announce }, cancellationToken).ConfigureAwait(false); }
-                catch (Exception ex) when (ex is not OperationCanceledException) { }
+                try
+                {
+                    var result = await shard.ProposeAsync(new JournalEntry { MemberAnnounce = announce }, cancellationToken).ConfigureAwait(false);
+                    _failures.Outcome(result.Error);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    _failures.Failed(ex);
+                }
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested) { }

@@ -1,5 +1,7 @@
+using KvJournal.Member.Logging;
 using KvJournal.Member.Shards;
 using KvJournal.Protos.Journal;
+using KvJournal.Storage.Apply;
 
 namespace KvJournal.Member.Leases;
 
@@ -18,6 +20,7 @@ internal sealed class LeaseExpiry(Shard shard)
 {
     private const int PerRound = 500;
     private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(500);
+    private readonly DutyFailures _failures = new(shard.Logs.CreateLogger("KvJournal.Lease"), "lease expiry");
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -30,12 +33,22 @@ internal sealed class LeaseExpiry(Shard shard)
                 long now = LeaseClock.NowUnixMs();
                 var due = shard.Read(_ => shard.Leases.Expired(now, PerRound));
                 if (due.Count == 0) continue;
-                var proposals = new Task[due.Count];
+                var proposals = new Task<ApplyResult>[due.Count];
                 for (int i = 0; i < due.Count; i++)
                     proposals[i] = shard.ProposeAsync(new JournalEntry { LeaseExpire = new LeaseExpire { Id = due[i], AtUnixMs = now } }, cancellationToken);
                 // A failed proposal (journal unavailable) is retried by the next round.
-                try { await Task.WhenAll(proposals).ConfigureAwait(false); }
-                catch (Exception ex) when (ex is not OperationCanceledException) { }
+                try
+                {
+                    // The round's worst outcome: a lease already revoked is not a failure, the journal away is.
+                    var worst = EtcdError.None;
+                    foreach (var r in await Task.WhenAll(proposals).ConfigureAwait(false))
+                        if (r.Error is EtcdError.JournalUnavailable or EtcdError.Stopped or EtcdError.ApplyFailed) worst = r.Error;
+                    _failures.Outcome(worst);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    _failures.Failed(ex);
+                }
             }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested) { }

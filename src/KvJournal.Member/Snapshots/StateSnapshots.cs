@@ -1,3 +1,4 @@
+using KvJournal.Member.Logging;
 using KvJournal.Member.Shards;
 using KvJournal.Storage.Snapshot;
 using Microsoft.Extensions.Logging;
@@ -22,7 +23,7 @@ internal sealed class StateSnapshots(Shard shard)
     private static readonly TimeSpan SlowSnapshot = TimeSpan.FromSeconds(10);
     private readonly ILogger _logger = shard.Logs.CreateLogger("KvJournal.Snapshot");
     private long _atEntries;
-    private string? _lastFailure;
+    private readonly DutyFailures _failures = new(shard.Logs.CreateLogger("KvJournal.Snapshot"), "state snapshot");
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -32,18 +33,14 @@ internal sealed class StateSnapshots(Shard shard)
             if (shard.AppliedEntries - _atEntries < shard.SnapshotCount || shard.LeaderId != shard.MemberId) continue;
             try
             {
-                long position = await TakeAsync(cancellationToken).ConfigureAwait(false);
-                if (_lastFailure is not null && _logger.IsEnabled(LogLevel.Information))
-                    _logger.LogInformation("state snapshot stored again (at journal position {Position}) after failures", position);
-                _lastFailure = null;
+                await TakeAsync(cancellationToken).ConfigureAwait(false);
+                _failures.Succeeded();
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
                 // The journal is away or the disk is full: the next tick tries again; nothing is lost
-                // meanwhile (the journal is only trimmed once a snapshot is stored). Logged once per
-                // kind of failure, not every second.
-                if (ex.Message != _lastFailure) _logger.LogWarning(ex, "state snapshot failed; retried every {Interval} s", CheckInterval.TotalSeconds);
-                _lastFailure = ex.Message;
+                // meanwhile (the journal is only trimmed once a snapshot is stored).
+                _failures.Failed(ex);
             }
         }
     }
