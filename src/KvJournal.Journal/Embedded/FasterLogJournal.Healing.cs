@@ -108,7 +108,7 @@ public sealed partial class FasterLogJournal
         lock (_appendLock)
         {
             Volatile.Write(ref _instance, reopened);
-            (_lastEnqueued, _lastSequence) = (last, sequence);
+            PublishTail(last, sequence);
             Volatile.Write(ref _failure, null);
         }
         Interlocked.Exchange(ref _instanceChanged, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();

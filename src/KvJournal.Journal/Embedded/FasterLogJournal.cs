@@ -49,8 +49,9 @@ public sealed partial class FasterLogJournal : IJournal
 
     // The open log; replaced as a whole when the journal heals after a failed commit.
     private LogInstance _instance;
+    // The last entry enqueued and its sequence number: written under _appendLock (PublishTail),
+    // read by the commit loop without it (ReadTail).
     private long _lastEnqueued = -1;
-    // Sequence number of the last entry enqueued; taken under _appendLock with _lastEnqueued.
     private long _lastSequence;
     private long _lastDurable = -1;
     private long _commits;
@@ -112,7 +113,7 @@ public sealed partial class FasterLogJournal : IJournal
             if (_failure is not null) throw new JournalUnavailableException("journal cannot write: " + _failure.Message, _failure);
             if (_stopping.IsCancellationRequested) throw new JournalUnavailableException("journal is closed");
             long position = _sequenced ? EnqueueSequenced(entry.Span) : Log.Enqueue(entry.Span);
-            _lastEnqueued = position;
+            PublishTail(position, _sequenced ? _lastSequence + 1 : _lastSequence);
             _waiting.Enqueue((position, done));
         }
         _commitSignal.Writer.TryWrite(true);
@@ -127,13 +128,40 @@ public sealed partial class FasterLogJournal : IJournal
         {
             BinaryPrimitives.WriteInt64LittleEndian(record, _lastSequence + 1);
             entry.CopyTo(record.AsSpan(SequenceBytes));
-            long position = Log.Enqueue(record.AsSpan(0, SequenceBytes + entry.Length));
-            _lastSequence++;
-            return position;
+            return Log.Enqueue(record.AsSpan(0, SequenceBytes + entry.Length));
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(record);
+        }
+    }
+
+    // The last entry enqueued is published with a version counter (odd while being written), so
+    // the commit loop reads a consistent (position, sequence) without _appendLock: an Enqueue that
+    // spins while FasterLog's memory is full holds that lock, and the commit that frees the memory
+    // must not wait for it. Written under _appendLock only.
+    private long _tailVersion;
+
+    private void PublishTail(long position, long sequence)
+    {
+        Interlocked.Increment(ref _tailVersion);
+        Volatile.Write(ref _lastEnqueued, position);
+        Volatile.Write(ref _lastSequence, sequence);
+        Interlocked.Increment(ref _tailVersion);
+    }
+
+    private (long Position, long Sequence) ReadTail()
+    {
+        var spin = new SpinWait();
+        while (true)
+        {
+            long version = Volatile.Read(ref _tailVersion);
+            if ((version & 1) == 0)
+            {
+                var tail = (Volatile.Read(ref _lastEnqueued), Volatile.Read(ref _lastSequence));
+                if (Volatile.Read(ref _tailVersion) == version) return tail;
+            }
+            spin.SpinOnce();
         }
     }
 
@@ -145,8 +173,7 @@ public sealed partial class FasterLogJournal : IJournal
             while (await reader.WaitToReadAsync(_stopping.Token).ConfigureAwait(false))
             {
                 reader.TryRead(out _);
-                long upTo, sequence;
-                lock (_appendLock) (upTo, sequence) = (_lastEnqueued, _lastSequence);
+                var (upTo, sequence) = ReadTail();
                 if (upTo <= Volatile.Read(ref _lastDurable)) continue;
                 try
                 {
