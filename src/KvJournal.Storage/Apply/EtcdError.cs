@@ -35,6 +35,14 @@ public enum EtcdError : byte
     TxnTooDeep,
     /// <summary>An alarm of a type etcd does not define (etcd 3.5 panics on one).</summary>
     UnknownAlarm,
+    // Refused at the API, with no journal entry (the wire text is in EtcdErrors too).
+    NoLeader,
+    BadLeaderTransferee,
+    NoInflightDowngrade,
+    InvalidDowngradeTarget,
+    MembershipByJournal,
+    ElectionNotLeader,
+    ElectionNoLeader,
     /// <summary>The member stopped applying (fail-stop after an apply failure) or is shutting down.</summary>
     Stopped,
     // Auth (etcd: server/auth/store.go), refused at the API or when the entry is applied.

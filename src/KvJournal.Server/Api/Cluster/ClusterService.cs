@@ -3,6 +3,7 @@ using Grpc.Core;
 using KvJournal.Member.Shards;
 using KvJournal.Server.Api.Auth;
 using KvJournal.Server.Hosting;
+using KvJournal.Storage.Apply;
 using KvJournal.Server.Api.Errors;
 
 namespace KvJournal.Server.Api.Cluster;
@@ -18,9 +19,6 @@ public sealed class ClusterService(Shard shard, ServerOptions options) : Etcdser
     /// <summary>Binds the generated methods with etcd's answer to a request that does not parse (<see cref="UnparsableRequests"/>).</summary>
     public static void BindService(ServiceBinderBase binder, Etcdserverpb.Cluster.ClusterBase? service) =>
         Etcdserverpb.Cluster.BindService(new UnparsableRequests.Binder(binder), service!);
-
-    private const string MembershipByJournal =
-        "etcdserver: KvJournal members join by serving the same journal; raft membership changes are not used";
 
     public override async Task<MemberListResponse> MemberList(MemberListRequest request, ServerCallContext context)
     {
@@ -44,5 +42,5 @@ public sealed class ClusterService(Shard shard, ServerOptions options) : Etcdser
 
     public override Task<MemberPromoteResponse> MemberPromote(MemberPromoteRequest request, ServerCallContext context) => throw Refused();
 
-    private static RpcException Refused() => new(new Status(StatusCode.FailedPrecondition, MembershipByJournal));
+    private static RpcException Refused() => EtcdErrors.Exception(EtcdError.MembershipByJournal);
 }

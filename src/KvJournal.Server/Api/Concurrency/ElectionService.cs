@@ -7,6 +7,7 @@ using KvJournal.Server.Hosting;
 using Mvccpb;
 using V3electionpb;
 using KvJournal.Server.Api.Errors;
+using KvJournal.Storage.Apply;
 
 namespace KvJournal.Server.Api.Concurrency;
 
@@ -23,9 +24,9 @@ public sealed class ElectionService(Shard shard, ServerOptions options) : Electi
         Election.BindService(new UnparsableRequests.Binder(binder), service!);
 
     // etcd's concurrency errors reach clients as plain gRPC errors (code Unknown).
-    private static RpcException NotLeader() => new(new Status(StatusCode.Unknown, "election: not leader"));
+    private static RpcException NotLeader() => EtcdErrors.Exception(EtcdError.ElectionNotLeader);
 
-    private static RpcException NoLeader() => new(new Status(StatusCode.Unknown, "election: no leader"));
+    private static RpcException NoLeader() => EtcdErrors.Exception(EtcdError.ElectionNoLeader);
 
     private static RpcException MissingLeaderKey() => new(new Status(StatusCode.Unknown, "\"leader\" field must be provided"));
 

@@ -31,6 +31,15 @@ public static class EtcdErrors
         // etcd has neither: it serves any depth (Go stacks grow) and has no fault short of a panic.
         EtcdError.TxnTooDeep => new(StatusCode.InvalidArgument, "etcdserver: txn nested too deeply"),
         EtcdError.UnknownAlarm => new(StatusCode.InvalidArgument, "etcdserver: unknown alarm type"),
+        EtcdError.NoLeader => new(StatusCode.Unavailable, "etcdserver: no leader"),
+        EtcdError.BadLeaderTransferee => new(StatusCode.FailedPrecondition, "etcdserver: bad leader transferee"),
+        EtcdError.NoInflightDowngrade => new(StatusCode.FailedPrecondition, "etcdserver: no inflight downgrade job"),
+        EtcdError.InvalidDowngradeTarget => new(StatusCode.InvalidArgument, "etcdserver: invalid downgrade target version"),
+        // KvJournal's own: etcd has no answer for members that join by sharing a journal.
+        EtcdError.MembershipByJournal => new(StatusCode.FailedPrecondition, "etcdserver: KvJournal members join by serving the same journal; raft membership changes are not used"),
+        // etcd's election service answers these with code Unknown.
+        EtcdError.ElectionNotLeader => new(StatusCode.Unknown, "election: not leader"),
+        EtcdError.ElectionNoLeader => new(StatusCode.Unknown, "election: no leader"),
         EtcdError.ApplyFailed => new(StatusCode.Internal, "etcdserver: request could not be applied"),
         EtcdError.PermissionDenied => new(StatusCode.PermissionDenied, "etcdserver: permission denied"),
         EtcdError.UserEmpty => new(StatusCode.InvalidArgument, "etcdserver: user name is empty"),
@@ -56,4 +65,13 @@ public static class EtcdErrors
 
     [DoesNotReturn]
     public static void Throw(EtcdError error) => throw new RpcException(ToStatus(error));
+
+    /// <summary>The error as an exception to throw (for expressions: <c>?? throw EtcdErrors.Exception(...)</c>).</summary>
+    public static RpcException Exception(EtcdError error) => new(ToStatus(error));
+
+    /// <summary>grpc-go's answer to a request message that does not parse (UnparsableRequests), before the parser's own text.</summary>
+    public const string UnmarshalRequest = "grpc: error unmarshalling request: ";
+
+    /// <summary>The same for a message of a client stream.</summary>
+    public const string UnmarshalStreamMessage = "grpc: failed to unmarshal the received message: ";
 }

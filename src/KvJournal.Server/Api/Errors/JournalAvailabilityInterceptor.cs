@@ -15,7 +15,7 @@ namespace KvJournal.Server.Api.Errors;
 public sealed class JournalAvailabilityInterceptor(ShardRouter router) : Interceptor
 {
     private const string RequireLeaderKey = "hasleader";
-    private static readonly Status NoLeader = new(StatusCode.Unavailable, "etcdserver: no leader");
+    private static readonly Status NoLeader = EtcdErrors.ToStatus(EtcdError.NoLeader);
 
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
     {

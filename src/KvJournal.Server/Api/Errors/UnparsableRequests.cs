@@ -36,8 +36,8 @@ public static class UnparsableRequests
     public static Marshaller<T> Requests<T>(Marshaller<T> marshaller, MethodType type) where T : class
     {
         string prefix = type is MethodType.ClientStreaming or MethodType.DuplexStreaming
-            ? "grpc: failed to unmarshal the received message: "
-            : "grpc: error unmarshalling request: ";
+            ? EtcdErrors.UnmarshalStreamMessage
+            : EtcdErrors.UnmarshalRequest;
         var parse = marshaller.ContextualDeserializer;
         return new Marshaller<T>(marshaller.ContextualSerializer, context =>
         {

@@ -163,7 +163,7 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
     {
         Caller.Of(context, shard, options).CheckAdmin();
         if (request.TargetID != shard.MemberId)
-            throw new RpcException(new Status(StatusCode.FailedPrecondition, "etcdserver: bad leader transferee"));
+            EtcdErrors.Throw(EtcdError.BadLeaderTransferee);
         var response = new MoveLeaderResponse { Header = new ResponseHeader { Revision = CurrentRevision() } };
         ResponseHeaders.Fill(response.Header, shard);
         return Task.FromResult(response);
@@ -174,8 +174,8 @@ public sealed class MaintenanceService(Shard shard, ServerOptions options) : Etc
     {
         Caller.Of(context, shard, options).CheckAdmin();
         throw new RpcException(request.Action == DowngradeRequest.Types.DowngradeAction.Cancel
-            ? new Status(StatusCode.FailedPrecondition, "etcdserver: no inflight downgrade job")
-            : new Status(StatusCode.InvalidArgument, "etcdserver: invalid downgrade target version"));
+            ? EtcdErrors.ToStatus(EtcdError.NoInflightDowngrade)
+            : EtcdErrors.ToStatus(EtcdError.InvalidDowngradeTarget));
     }
 
     private long CurrentRevision() => shard.Read(txn => txn.ReadRevision);

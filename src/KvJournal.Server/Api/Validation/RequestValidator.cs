@@ -1,6 +1,7 @@
 using Etcdserverpb;
 using Google.Protobuf;
 using KvJournal.Member.Propose;
+using KvJournal.Server.Api.Errors;
 using KvJournal.Storage.Apply;
 using KvJournal.Storage.Mvcc;
 using KvJournal.Storage.Watch;
@@ -35,7 +36,7 @@ public static class RequestValidator
     public static string? WatchCreate(WatchCreateRequest c, out WatchSpec spec)
     {
         spec = default;
-        if (c.StartRevision < 0) return "etcdserver: mvcc: required revision has been compacted";
+        if (c.StartRevision < 0) return EtcdErrors.ToStatus(EtcdError.Compacted).Detail;
         var key = c.Key.IsEmpty ? ByteString.CopyFrom(0) : c.Key;
         var range = KeyRange.FromRequest(key, c.RangeEnd);
         if (range.End is { } end && KeyBytes.Compare(key, end) >= 0) return WatchErrors.EmptyRange;

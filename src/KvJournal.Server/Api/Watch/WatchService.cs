@@ -7,6 +7,7 @@ using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Api.Validation;
 using KvJournal.Server.Hosting;
 using KvJournal.Storage.Watch;
+using KvJournal.Storage.Apply;
 
 namespace KvJournal.Server.Api.Watch;
 
@@ -36,7 +37,7 @@ public sealed class WatchService(Shard shard, ServerOptions options) : WatchServ
         await done.CancelAsync().ConfigureAwait(false);
         try
         {
-            if (first == leaderLost && leaderLost.IsCompletedSuccessfully) throw new RpcException(new Status(StatusCode.Unavailable, "etcdserver: no leader"));
+            if (first == leaderLost && leaderLost.IsCompletedSuccessfully) throw EtcdErrors.Exception(EtcdError.NoLeader);
             // The client closing its side ends the call, as in etcd; a send failure ends it too.
             await first.ConfigureAwait(false);
         }
@@ -48,8 +49,8 @@ public sealed class WatchService(Shard shard, ServerOptions options) : WatchServ
         {
             // The hub ended the stream because the shard stopped: the member lost its journal.
             throw new RpcException(requireLeader
-                ? new Status(StatusCode.Unavailable, "etcdserver: no leader")
-                : new Status(StatusCode.Unavailable, "etcdserver: server stopped"));
+                ? EtcdErrors.ToStatus(EtcdError.NoLeader)
+                : EtcdErrors.ToStatus(EtcdError.Stopped));
         }
         finally
         {
