@@ -13,6 +13,8 @@ bash "$root/tools/install-reference-etcd.sh"
 export NATS_HOME=${NATS_HOME:-/tmp/nats}
 bash "$root/tools/install-nats-server.sh"
 cd "$root"
+# The code style of .editorconfig (whitespace, import order): a change that breaks it fails here, fast.
+dotnet format KvJournal.sln --verify-no-changes
 # The suite drives the native executable that `dotnet publish` makes (what ships): KvJournal.Testing
 # starts $KVJOURNAL_SERVER. Unset, tests run the JIT build's kvjournal.dll instead (plain `dotnet test`).
 dotnet publish src/KvJournal.Server -c Release -o "$root/artifacts/kvjournal" -v quiet -nologo

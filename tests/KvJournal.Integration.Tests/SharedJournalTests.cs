@@ -359,7 +359,8 @@ public sealed class SharedJournalTests
         await admin.RoleAddAsync(new AuthRoleAddRequest { Name = "apps" });
         await admin.RoleGrantPermissionAsync(new AuthRoleGrantPermissionRequest
         {
-            Name = "apps", Perm = new Authpb.Permission { PermType = Authpb.Permission.Types.Type.Readwrite, Key = B("/a/"), RangeEnd = B("/a0") },
+            Name = "apps",
+            Perm = new Authpb.Permission { PermType = Authpb.Permission.Types.Type.Readwrite, Key = B("/a/"), RangeEnd = B("/a0") },
         });
         await admin.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "alice", Role = "apps" });
         await admin.AuthEnableAsync(new AuthEnableRequest());

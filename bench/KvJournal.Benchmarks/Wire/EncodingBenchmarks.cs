@@ -33,8 +33,11 @@ public class EncodingBenchmarks
         {
             _page.Kvs.Add(new KeyValue
             {
-                Key = ByteString.CopyFromUtf8($"/registry/pods/default/pod-{i:D6}"), Value = ByteString.CopyFrom(new byte[1024]),
-                CreateRevision = 1000 + i, ModRevision = 2000 + i, Version = 3,
+                Key = ByteString.CopyFromUtf8($"/registry/pods/default/pod-{i:D6}"),
+                Value = ByteString.CopyFrom(new byte[1024]),
+                CreateRevision = 1000 + i,
+                ModRevision = 2000 + i,
+                Version = 3,
             });
         }
         _pageBytes = _page.ToByteArray();

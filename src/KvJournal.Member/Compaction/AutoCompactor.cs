@@ -1,8 +1,8 @@
 using Etcdserverpb;
 using KvJournal.Member.Logging;
 using KvJournal.Member.Shards;
-using Microsoft.Extensions.Logging;
 using KvJournal.Protos.Journal;
+using Microsoft.Extensions.Logging;
 
 namespace KvJournal.Member.Compaction;
 

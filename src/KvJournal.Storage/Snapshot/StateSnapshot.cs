@@ -79,8 +79,12 @@ public static class StateSnapshot
         var (compactingTo, compactFrom) = store.Compacting;
         var header = new StateHeader
         {
-            ClusterId = applier.ClusterId, Revision = store.CurrentRevision, CompactRevision = store.CompactRevision, JournalPosition = applier.Position,
-            CompactingTo = compactingTo, CompactFrom = compactFrom,
+            ClusterId = applier.ClusterId,
+            Revision = store.CurrentRevision,
+            CompactRevision = store.CompactRevision,
+            JournalPosition = applier.Position,
+            CompactingTo = compactingTo,
+            CompactFrom = compactFrom,
         };
         return new View(header, keys, changes, leases, small);
     }

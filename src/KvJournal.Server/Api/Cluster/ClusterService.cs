@@ -2,9 +2,9 @@ using Etcdserverpb;
 using Grpc.Core;
 using KvJournal.Member.Shards;
 using KvJournal.Server.Api.Auth;
+using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Hosting;
 using KvJournal.Storage.Apply;
-using KvJournal.Server.Api.Errors;
 
 namespace KvJournal.Server.Api.Cluster;
 

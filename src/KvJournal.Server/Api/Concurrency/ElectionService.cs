@@ -3,11 +3,11 @@ using Google.Protobuf;
 using Grpc.Core;
 using KvJournal.Member.Shards;
 using KvJournal.Server.Api.Auth;
+using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Hosting;
+using KvJournal.Storage.Apply;
 using Mvccpb;
 using V3electionpb;
-using KvJournal.Server.Api.Errors;
-using KvJournal.Storage.Apply;
 
 namespace KvJournal.Server.Api.Concurrency;
 
@@ -137,6 +137,9 @@ public sealed class ElectionService(Shard shard, ServerOptions options) : Electi
 
     private static Compare CreatedAt(ByteString key, long revision) => new()
     {
-        Key = key, Target = Compare.Types.CompareTarget.Create, Result = Compare.Types.CompareResult.Equal, CreateRevision = revision,
+        Key = key,
+        Target = Compare.Types.CompareTarget.Create,
+        Result = Compare.Types.CompareResult.Equal,
+        CreateRevision = revision,
     };
 }

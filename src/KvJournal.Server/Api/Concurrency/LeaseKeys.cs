@@ -1,8 +1,8 @@
 using Etcdserverpb;
 using Google.Protobuf;
 using KvJournal.Member.Shards;
-using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Api.Auth;
+using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Api.Kv;
 using KvJournal.Server.Api.Lease;
 using KvJournal.Storage.Apply;
@@ -63,8 +63,11 @@ internal sealed class LeaseKeys(Shard shard, Caller caller)
     {
         RequestRange = new RangeRequest
         {
-            Key = prefix, RangeEnd = PrefixEnd(prefix), Limit = 1,
-            SortTarget = RangeRequest.Types.SortTarget.Create, SortOrder = RangeRequest.Types.SortOrder.Ascend,
+            Key = prefix,
+            RangeEnd = PrefixEnd(prefix),
+            Limit = 1,
+            SortTarget = RangeRequest.Types.SortTarget.Create,
+            SortOrder = RangeRequest.Types.SortOrder.Ascend,
         },
     };
 
@@ -82,8 +85,12 @@ internal sealed class LeaseKeys(Shard shard, Caller caller)
     public Task WaitDeletesAsync(ByteString prefix, long maxCreateRevision, CancellationToken cancellationToken) =>
         WaitUntilAsync(() => Range(new RangeRequest
         {
-            Key = prefix, RangeEnd = PrefixEnd(prefix), Limit = 1, MaxCreateRevision = maxCreateRevision,
-            SortTarget = RangeRequest.Types.SortTarget.Create, SortOrder = RangeRequest.Types.SortOrder.Descend,
+            Key = prefix,
+            RangeEnd = PrefixEnd(prefix),
+            Limit = 1,
+            MaxCreateRevision = maxCreateRevision,
+            SortTarget = RangeRequest.Types.SortTarget.Create,
+            SortOrder = RangeRequest.Types.SortOrder.Descend,
         }).Kv is null, cancellationToken);
 
     /// <summary>Re-evaluates <paramref name="done"/> after every applied entry until it holds.</summary>

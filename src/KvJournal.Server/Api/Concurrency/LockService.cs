@@ -3,9 +3,9 @@ using Google.Protobuf;
 using Grpc.Core;
 using KvJournal.Member.Shards;
 using KvJournal.Server.Api.Auth;
+using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Hosting;
 using V3lockpb;
-using KvJournal.Server.Api.Errors;
 
 namespace KvJournal.Server.Api.Concurrency;
 

@@ -6,8 +6,8 @@ using KvJournal.Server.Api.Auth;
 using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Api.Validation;
 using KvJournal.Server.Hosting;
-using KvJournal.Storage.Watch;
 using KvJournal.Storage.Apply;
+using KvJournal.Storage.Watch;
 
 namespace KvJournal.Server.Api.Watch;
 
