@@ -6,7 +6,7 @@ namespace KvJournal.Server.Hosting;
 /// A member's configuration, from etcd's flags (same names, defaults and units) for what KvJournal
 /// supports. Go's flag syntax: <c>--name value</c>, <c>--name=value</c>, one or two dashes.
 /// </summary>
-public sealed record ServerOptions
+public sealed partial record ServerOptions
 {
     public string Name { get; init; } = "default";
     /// <summary>etcd's default is "${name}.etcd" in the working directory.</summary>
@@ -95,56 +95,6 @@ public sealed record ServerOptions
     public string EffectiveDataDir => DataDir ?? $"{Name}.etcd";
     public long EffectiveQuotaBytes => QuotaBackendBytes > 0 ? QuotaBackendBytes : 2L * 1024 * 1024 * 1024;
 
-    public const string Usage = """
-        Usage: kvjournal [flags]
-
-        Starts a KvJournal member: an etcd v3 API server whose writes are durable in a journal.
-
-          --name NAME                     human-readable name of this member (default "default")
-          --data-dir DIR                  path to the data directory (default "${name}.etcd")
-          --listen-client-urls URLS       comma-separated URLs to serve clients on (default "http://localhost:2379")
-          --advertise-client-urls URLS    comma-separated client URLs to advertise (default "http://localhost:2379")
-          --initial-advertise-peer-urls URLS   peer URLs MemberList reports (default "http://localhost:2380";
-                                          members meet only in the journal and never dial them)
-          --max-request-bytes N           maximum client request size in bytes (default 1572864)
-          --max-txn-ops N                 maximum operations in one txn request (default 128)
-          --quota-backend-bytes N         raise an alarm when the keyspace exceeds N bytes (default 0 = 2 GiB)
-          --watch-progress-notify-interval D   period of progress notifications to watchers that ask (default 10m)
-          --cert-file FILE                server TLS certificate (PEM) for https:// client URLs
-          --key-file FILE                 its private key (PEM)
-          --trusted-ca-file FILE          CA bundle (PEM) client certificates must chain to
-          --client-cert-auth              require a client certificate signed by the trusted CA
-          --listen-metrics-urls URLS      extra http:// URLs serving /metrics and /health only
-          --auto-compaction-mode MODE     periodic or revision (default periodic)
-          --auto-compaction-retention R   history to keep: a duration ("1h"; a bare number is hours) for
-                                          periodic, a number of revisions for revision (default 0 = off)
-          --journal-endpoints URLS        the journal to share with other members: NATS servers
-                                          (nats://host:port,...; JetStream, replicated); without it
-                                          the journal is embedded under --data-dir
-          --journal-replicas N            replicas of each shard's JetStream stream (default 3)
-          --journal-request-timeout D     how long writes and linearizable reads wait for the journal
-                                          (default 15s; a NATS leader election after a crash takes 4-9 s)
-          --journal-user NAME             NATS user; --journal-password-file FILE holds its password
-          --journal-cacert FILE           CA of the NATS servers' certificates (TLS)
-          --journal-cert FILE, --journal-key FILE   this member's certificate and key for NATS (mutual TLS)
-          --snapshot-count N              applied entries between state snapshots kept with the journal, which
-                                          new and restarting members start from (default 100000; 0 = none)
-          --unsafe-accept-journal-loss    start even though the embedded journal lost or damaged acknowledged
-                                          entries (refused otherwise), going on with those that can be read
-          --shard NAME=URLS               serve a further keyspace NAME on URLS (repeatable)
-          --shard-quota-backend-bytes NAME=N   that shard's quota (repeatable; default: --quota-backend-bytes)
-          --auth-token TYPE               auth token type; only "simple" (the default) is served
-          --auth-token-ttl N              seconds an unused simple token stays valid (default 300)
-          --bcrypt-cost N                 accepted for etcd compatibility; passwords are hashed with PBKDF2
-          --log-level LEVEL               debug, info, warn, error, panic or fatal (default info)
-          --config-file FILE              YAML file with the settings above, keys named like the flags
-          --help                          show this help
-
-        Every setting can also come from the environment as ETCD_<NAME> (ETCD_DATA_DIR for --data-dir);
-        flags override the environment, which overrides the config file.
-          --version                       print the version and exit
-        """;
-
     /// <summary>
     /// Parses the configuration as etcd reads it: a --config-file (YAML, keys named like the
     /// flags), then ETCD_* environment variables (ETCD_DATA_DIR for --data-dir), then the flags,
@@ -172,19 +122,6 @@ public sealed record ServerOptions
         o.CheckTls();
         return o;
     }
-
-    /// <summary>Every setting's name (a flag, a config file key, an ETCD_* variable).</summary>
-    public static readonly string[] FlagNames =
-    [
-        "name", "data-dir", "listen-client-urls", "advertise-client-urls", "initial-advertise-peer-urls", "listen-metrics-urls", "max-request-bytes",
-        "max-txn-ops", "quota-backend-bytes", "watch-progress-notify-interval", "experimental-watch-progress-notify-interval",
-        "cert-file", "key-file", "trusted-ca-file", "client-cert-auth", "auto-compaction-mode", "auto-compaction-retention",
-        "log-level", "shard", "shard-quota-backend-bytes", "journal-endpoints", "snapshot-count", "unsafe-accept-journal-loss",
-        "journal-replicas", "journal-request-timeout", "journal-user", "journal-password-file", "journal-cacert", "journal-cert", "journal-key",
-        "auth-token", "auth-token-ttl", "bcrypt-cost",
-    ];
-
-    private static readonly HashSet<string> BooleanFlags = ["client-cert-auth", "unsafe-accept-journal-loss"];
 
     // Go's flag syntax: --name value, --name=value, one or two dashes; a boolean flag alone is true.
     internal static List<(string Name, string Value)> ReadFlags(IReadOnlyList<string> args, IReadOnlySet<string> known, IReadOnlySet<string> booleans)
@@ -214,55 +151,6 @@ public sealed record ServerOptions
         }
         return flags;
     }
-
-    private ServerOptions Set(string name, string value, string? where) => name switch
-    {
-        "name" => this with { Name = value },
-        "data-dir" => this with { DataDir = value },
-        "listen-client-urls" => this with { ListenClientUrls = Urls(name, value) },
-        "advertise-client-urls" => this with { AdvertiseClientUrls = Urls(name, value) },
-        "initial-advertise-peer-urls" => this with { AdvertisePeerUrls = Urls(name, value) },
-        "listen-metrics-urls" => this with { ListenMetricsUrls = Urls(name, value) },
-        "max-request-bytes" => this with { MaxRequestBytes = (int)Number(name, value, 1, int.MaxValue - 1024 * 1024) },
-        "max-txn-ops" => this with { MaxTxnOps = (int)Number(name, value, 1, int.MaxValue) },
-        "quota-backend-bytes" => this with { QuotaBackendBytes = Number(name, value, 0, long.MaxValue) },
-        // etcd 3.5 spells it with the experimental- prefix; both are accepted.
-        "watch-progress-notify-interval" or "experimental-watch-progress-notify-interval" =>
-            this with { WatchProgressNotifyInterval = Duration(name, value) },
-        "cert-file" => this with { CertFile = value },
-        "key-file" => this with { KeyFile = value },
-        "trusted-ca-file" => this with { TrustedCaFile = value },
-        "client-cert-auth" => this with { ClientCertAuth = Bool(name, value) },
-        "unsafe-accept-journal-loss" => this with { UnsafeAcceptJournalLoss = Bool(name, value) },
-        "auto-compaction-mode" => this with
-        {
-            AutoCompactionMode = value is "periodic" or "revision" ? value : throw new ArgumentException($"invalid value \"{value}\" for flag --{name}: want periodic or revision"),
-        },
-        "auto-compaction-retention" => this with { AutoCompactionRetention = value },
-        "snapshot-count" => this with { SnapshotCount = Number(name, value, 0, long.MaxValue) },
-        // etcd's "simple,..." options (none of which change simple tokens) are accepted; JWT is not served.
-        "auth-token" => value == "simple" || value.StartsWith("simple,", StringComparison.Ordinal)
-            ? this
-            : throw new ArgumentException($"invalid value \"{value}\" for flag --{name}: KvJournal serves simple tokens only"),
-        "auth-token-ttl" => this with { AuthTokenTtl = TimeSpan.FromSeconds(Number(name, value, 1, int.MaxValue)) },
-        "bcrypt-cost" => this with { BcryptCost = (int)Number(name, value, 4, 31) },
-        "journal-endpoints" => this with { JournalEndpoints = Urls(name, value, "nats", "tls") },
-        "journal-replicas" => this with { JournalReplicas = (int)Number(name, value, 1, 5) },
-        "journal-request-timeout" => this with { JournalRequestTimeout = Duration(name, value) },
-        "journal-user" => this with { JournalUser = value },
-        "journal-password-file" => this with { JournalPasswordFile = value },
-        "journal-cacert" => this with { JournalCaFile = value },
-        "journal-cert" => this with { JournalCertFile = value },
-        "journal-key" => this with { JournalKeyFile = value },
-        // Repeatable: each occurrence adds a shard or a shard's quota.
-        "shard" => this with { Shards = [.. Shards, ShardSpec.Parse(value)] },
-        "shard-quota-backend-bytes" => this with { ShardQuotas = ShardQuota(value) },
-        "log-level" => this with
-        {
-            LogLevel = value is "debug" or "info" or "warn" or "error" or "panic" or "fatal" ? value : throw new ArgumentException($"invalid value \"{value}\" for flag --{name}: want debug, info, warn, error, panic or fatal"),
-        },
-        _ => throw new ArgumentException(where is null ? $"unknown flag: --{name}" : $"unknown setting \"{name}\" {where}"),
-    };
 
     private Dictionary<string, long> ShardQuota(string value)
     {
