@@ -51,11 +51,11 @@ public sealed class AutoCompactor
 
     private async Task RunPeriodicAsync(CancellationToken cancellationToken)
     {
-        var samples = new Queue<(DateTime At, long Revision)>();
-        using var timer = new PeriodicTimer(_retention / 10);
+        var samples = new Queue<(DateTimeOffset At, long Revision)>();
+        using var timer = new PeriodicTimer(_retention / 10, _shard.Time);
         while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
         {
-            var now = DateTime.UtcNow;
+            var now = _shard.Time.GetUtcNow();
             samples.Enqueue((now, CurrentRevision()));
             long target = 0;
             while (samples.Count > 0 && now - samples.Peek().At >= _retention) target = samples.Dequeue().Revision;
@@ -65,7 +65,7 @@ public sealed class AutoCompactor
 
     private async Task RunRevisionModeAsync(CancellationToken cancellationToken)
     {
-        using var timer = new PeriodicTimer(RevisionModeInterval);
+        using var timer = new PeriodicTimer(RevisionModeInterval, _shard.Time);
         while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
         {
             long target = CurrentRevision() - _keepRevisions;

@@ -16,7 +16,7 @@ internal sealed class MemberHeartbeat(Shard shard, MemberAnnounce announce)
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        using var timer = new PeriodicTimer(Interval);
+        using var timer = new PeriodicTimer(Interval, shard.Time);
         try
         {
             while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))

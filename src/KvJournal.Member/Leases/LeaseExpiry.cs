@@ -24,13 +24,13 @@ internal sealed class LeaseExpiry(Shard shard)
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        using var timer = new PeriodicTimer(Interval);
+        using var timer = new PeriodicTimer(Interval, shard.Time);
         try
         {
             while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
             {
                 if (shard.LeaderId != shard.MemberId) continue;
-                long now = LeaseClock.NowUnixMs();
+                long now = shard.NowUnixMs();
                 var due = shard.Read(_ => shard.Leases.Expired(now, PerRound));
                 if (due.Count == 0) continue;
                 var proposals = new Task<ApplyResult>[due.Count];

@@ -50,7 +50,7 @@ public sealed class LeaseRenewals(Shard shard)
                     return;
                 }
             }
-            var renew = new LeaseRenew { AtUnixMs = LeaseClock.NowUnixMs() };
+            var renew = new LeaseRenew { AtUnixMs = shard.NowUnixMs() };
             renew.Ids.AddRange(batch.Keys);
             try
             {

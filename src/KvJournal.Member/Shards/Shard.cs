@@ -35,6 +35,9 @@ public sealed record ShardOptions(ulong MemberId, int MaxRequestBytes, TimeSpan 
     /// <summary>The peer URLs MemberList reports for this member.</summary>
     public IReadOnlyList<string> PeerUrls { get; init; } = [];
 
+    /// <summary>The clock of lease deadlines, token lifetimes and the background duties' timers (a fake one in tests).</summary>
+    public TimeProvider Time { get; init; } = TimeProvider.System;
+
     /// <summary>Entries applied between state snapshots (etcd's --snapshot-count); 0 = never.</summary>
     public long SnapshotCount { get; init; } = 100_000;
 
@@ -76,6 +79,7 @@ public sealed class Shard
         {
             Auth = new AuthStore(new SimpleTokens(options.AuthTokenTtl)),
             LeaseTable = Leases,
+            Clock = () => options.Time.GetUtcNow().ToUnixTimeMilliseconds(),
         };
         Watches = new WatchHub(Store, options.ProgressNotifyInterval);
         Renewals = new LeaseRenewals(this);
@@ -101,6 +105,16 @@ public sealed class Shard
     public TxnExecutor Txns { get; }
 
     public ulong MemberId => _options.MemberId;
+
+    /// <summary>
+    /// The wall clock lease and login entries carry, in Unix milliseconds. Deadlines are wall-clock
+    /// times so they survive a restart and mean the same on every member; their precision is bounded
+    /// by the clock skew between the members that renew and expire a lease (NTP keeps that to ms).
+    /// </summary>
+    public long NowUnixMs() => _options.Time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    /// <summary>The clock the background duties' timers run on.</summary>
+    internal TimeProvider Time => _options.Time;
 
     public ulong ClusterId => _applier.ClusterId;
 

@@ -27,7 +27,7 @@ internal sealed class StateSnapshots(Shard shard)
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        using var timer = new PeriodicTimer(CheckInterval);
+        using var timer = new PeriodicTimer(CheckInterval, shard.Time);
         while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
         {
             if (shard.AppliedEntries - _atEntries < shard.SnapshotCount || shard.LeaderId != shard.MemberId) continue;

@@ -66,7 +66,7 @@ public sealed class AuthService(Shard shard, ServerOptions options) : Etcdserver
             if (error != EtcdError.None) EtcdErrors.Throw(error);
             // The costly hash runs outside the lock.
             if (!PasswordHash.Verify(request.Password, stored.Span)) EtcdErrors.Throw(EtcdError.AuthFailed);
-            var login = new Protos.Journal.Authenticate { Name = request.Name, Token = NewToken(), CheckedRevision = revision, AtUnixMs = LeaseClock.NowUnixMs() };
+            var login = new Protos.Journal.Authenticate { Name = request.Name, Token = NewToken(), CheckedRevision = revision, AtUnixMs = shard.NowUnixMs() };
             var result = await shard.ProposeAsync(new JournalEntry { Authenticate = login }, context.CancellationToken).ConfigureAwait(false);
             if (result.Error == EtcdError.AuthOldRevision && attempt < 5) continue;
             if (result.Error != EtcdError.None) EtcdErrors.Throw(result.Error);

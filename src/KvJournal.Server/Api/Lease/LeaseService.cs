@@ -43,7 +43,7 @@ public sealed class LeaseService(Shard shard, ServerOptions options) : Etcdserve
         for (int attempt = 0; ; attempt++)
         {
             long leaseId = id != 0 ? id : RandomLeaseId();
-            var entry = new JournalEntry { LeaseGrant = new Protos.Journal.LeaseGrant { Id = leaseId, TtlSeconds = ttlSeconds, AtUnixMs = LeaseClock.NowUnixMs() } };
+            var entry = new JournalEntry { LeaseGrant = new Protos.Journal.LeaseGrant { Id = leaseId, TtlSeconds = ttlSeconds, AtUnixMs = shard.NowUnixMs() } };
             var result = await shard.ProposeAsync(entry, cancellationToken).ConfigureAwait(false);
             if (result.Error == EtcdError.LeaseExists && id == 0 && attempt < 3) continue;
             if (result.Error != EtcdError.None) EtcdErrors.Throw(result.Error);
@@ -112,7 +112,7 @@ public sealed class LeaseService(Shard shard, ServerOptions options) : Etcdserve
         caller.RequireUser();
         caller.Check((shard.Leases, request.ID), static (auth, user, s) => AuthChecks.LeaseKeys(auth, s.Leases, user, s.ID, write: false));
         await shard.WaitLinearizableAsync(context.CancellationToken).ConfigureAwait(false);
-        long now = LeaseClock.NowUnixMs();
+        long now = shard.NowUnixMs();
         var response = shard.Read(txn =>
         {
             var r = new LeaseTimeToLiveResponse { Header = new ResponseHeader { Revision = txn.ReadRevision }, ID = request.ID };
