@@ -43,7 +43,7 @@ public sealed class Caller
         if (token is not null)
         {
             if (token.StartsWith("Bearer ", StringComparison.Ordinal)) token = token["Bearer ".Length..];
-            if (!shard.Auth.Tokens.TryGetUser(token, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), out var user))
+            if (!shard.Auth.Tokens.TryGetUser(token, shard.NowUnixMs(), out var user))
                 EtcdErrors.Throw(EtcdError.InvalidAuthToken);
             return new Caller(shard, user);
         }
