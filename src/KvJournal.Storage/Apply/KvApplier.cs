@@ -74,16 +74,16 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
 
     /// <summary>
     /// The member that does the one-doer duties (lease expiry, state snapshots): the lowest id among
-    /// members whose latest announcement is among the last 3 × (members) announcements, i.e. that
-    /// heartbeat within about three rounds of the others'. Every member computes the same answer at
+    /// members whose latest announcement is among the last 2 × (members) announcements, i.e. that
+    /// heartbeat within about two rounds of the others'. Every member computes the same answer at
     /// the same journal position, with no clocks involved; when the leader stops, the next lowest
-    /// takes over once three rounds of heartbeats went by without it. 0 before any announcement.
+    /// takes over once two rounds of heartbeats went by without it (a live member lags at most one). 0 before any announcement.
     /// </summary>
     public ulong LeaderId
     {
         get
         {
-            ulong window = 3 * (ulong)_members.Count;
+            ulong window = 2 * (ulong)_members.Count;
             foreach (var (id, m) in _members) // SortedDictionary: lowest id first
                 if (_heartbeats - m.Heartbeat <= window) return id;
             return 0;
