@@ -1,7 +1,5 @@
 using KvJournal.Protos.Journal;
 using KvJournal.Storage.Apply;
-using KvJournal.Storage.Lease;
-using KvJournal.Storage.Mvcc;
 using Xunit;
 
 namespace KvJournal.Unit.Tests;
@@ -13,14 +11,6 @@ namespace KvJournal.Unit.Tests;
 /// </summary>
 public sealed class LeaderTests
 {
-    private static KvApplier NewApplier()
-    {
-        var store = new MvccStore();
-        var lessor = new Lessor();
-        store.LeaseTracker = lessor;
-        return new KvApplier(store, new TxnExecutor(lessor), new LeaseExecutor(store, lessor));
-    }
-
     private static ulong _request;
 
     private static void Beat(KvApplier applier, ulong member) =>
@@ -29,7 +19,7 @@ public sealed class LeaderTests
     [Fact]
     public void TheLowestMemberStillHeardFromLeadsAndAQuietOneLosesItAfterAFewRounds()
     {
-        var applier = NewApplier();
+        var applier = AppliedState.New().Applier;
         Assert.Equal(0UL, applier.LeaderId);
         foreach (ulong m in new ulong[] { 30, 10, 20 }) Beat(applier, m);
         Assert.Equal(10UL, applier.LeaderId);

@@ -18,10 +18,8 @@ public sealed class LeaseApplyTests
 
     private static (MvccStore Store, Lessor Lessor, KvApplier Applier) NewState()
     {
-        var store = new MvccStore();
-        var lessor = new Lessor();
-        store.LeaseTracker = lessor;
-        return (store, lessor, new KvApplier(store, new TxnExecutor(lessor), new LeaseExecutor(store, lessor)));
+        var state = AppliedState.New();
+        return (state.Store, state.Lessor, state.Applier);
     }
 
     private static ApplyResult Apply(KvApplier applier, JournalEntry entry) => applier.Apply(entry);

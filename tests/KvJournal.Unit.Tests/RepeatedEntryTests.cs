@@ -15,12 +15,7 @@ namespace KvJournal.Unit.Tests;
 /// </summary>
 public sealed class RepeatedEntryTests
 {
-    private static KvApplier NewApplier(MvccStore store)
-    {
-        var lessor = new Lessor();
-        store.LeaseTracker = lessor;
-        return new KvApplier(store, new TxnExecutor(lessor), new LeaseExecutor(store, lessor));
-    }
+    private static KvApplier NewApplier(MvccStore store) => AppliedState.New(store).Applier;
 
     private static JournalEntry Put(ulong member, ulong request, string value) => new()
     {
