@@ -59,19 +59,33 @@ public sealed class NatsCluster : IAsyncDisposable
     public static async Task<NatsCluster> StartAsync(int nodes = 3, NetworkLab? lab = null, string clientConfig = "")
     {
         if (!File.Exists(Binary)) throw new FileNotFoundException($"{Binary} is missing: run tools/test.sh (it installs nats-server) or set NATS_SERVER", Binary);
-        var cluster = new NatsCluster(nodes, lab, clientConfig);
-        try
+        for (int attempt = 1; ; attempt++)
         {
-            foreach (var n in cluster._nodes) cluster.Start(n);
-            foreach (var n in cluster._nodes) await cluster.WaitHealthyAsync(n, TimeSpan.FromSeconds(30));
-            return cluster;
-        }
-        catch
-        {
-            await cluster.DisposeAsync();
-            throw;
+            var cluster = new NatsCluster(nodes, lab, clientConfig);
+            try
+            {
+                foreach (var n in cluster._nodes) cluster.Start(n);
+                foreach (var n in cluster._nodes) await cluster.WaitHealthyAsync(n, TimeSpan.FromSeconds(30), everyNodeStarted: true);
+                return cluster;
+            }
+            catch (Exception) when ((attempt < 3 && cluster.Output.Contains("address already in use", StringComparison.Ordinal)) || attempt < 2)
+            {
+                // Starting the cluster is not what a test checks: a port from Ports.Free taken by
+                // another socket before a node bound it, or a cluster that elected no meta leader
+                // in time (seen once in CI), is retried on fresh ports and a fresh store.
+                Console.Error.WriteLine($"NatsCluster: start attempt {attempt} failed; retrying on fresh ports:\n{cluster.Output}");
+                await cluster.DisposeAsync();
+            }
+            catch
+            {
+                await cluster.DisposeAsync();
+                throw;
+            }
         }
     }
+
+    // Every node's output, for a failure's message.
+    private string Output => string.Join("\n", _nodes.Select(n => { lock (n.Output) return $"--- {n.Name}:\n{n.Output}"; }));
 
     private string Config(Node n)
     {
@@ -115,12 +129,14 @@ public sealed class NatsCluster : IAsyncDisposable
     }
 
     /// <summary>Waits for the node's monitoring /healthz to say ok (its JetStream is current).</summary>
-    public async Task WaitHealthyAsync(Node n, TimeSpan timeout)
+    /// <param name="everyNodeStarted">at start: any node that exited fails the wait (the others cannot elect without it).</param>
+    public async Task WaitHealthyAsync(Node n, TimeSpan timeout, bool everyNodeStarted = false)
     {
         var deadline = DateTime.UtcNow + timeout;
         while (true)
         {
-            if (n.Process is { HasExited: true }) throw new InvalidOperationException($"nats-server {n.Name} exited: {n.Output}");
+            var gone = everyNodeStarted ? _nodes.FirstOrDefault(x => x.Process is { HasExited: true }) : n.Process is { HasExited: true } ? n : null;
+            if (gone is not null) throw new InvalidOperationException($"nats-server {gone.Name} exited:\n{Output}");
             try
             {
                 var r = await Http.GetAsync(new Uri($"http://{n.Host}:{n.MonitorPort}/healthz"));
@@ -132,7 +148,7 @@ public sealed class NatsCluster : IAsyncDisposable
             catch (TaskCanceledException)
             {
             }
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"nats-server {n.Name} not healthy after {timeout}: {n.Output}");
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"nats-server {n.Name} not healthy after {timeout}:\n{Output}");
             await Task.Delay(50);
         }
     }
