@@ -42,7 +42,7 @@ internal sealed class LeaseExpiry(Shard shard)
                     // The round's worst outcome: a lease already revoked is not a failure, the journal away is.
                     var worst = EtcdError.None;
                     foreach (var r in await Task.WhenAll(proposals).ConfigureAwait(false))
-                        if (r.Error is EtcdError.JournalUnavailable or EtcdError.Stopped or EtcdError.ApplyFailed) worst = r.Error;
+                        if (DutyFailures.IsFailure(r.Error)) worst = r.Error;
                     _failures.Outcome(worst);
                 }
                 catch (Exception ex) when (ex is not OperationCanceledException)

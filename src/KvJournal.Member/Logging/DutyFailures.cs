@@ -24,9 +24,12 @@ internal sealed class DutyFailures(ILogger logger, string duty)
     /// </summary>
     public void Outcome(EtcdError error)
     {
-        if (error is EtcdError.JournalUnavailable or EtcdError.Stopped or EtcdError.ApplyFailed) Failed($"the proposal failed: {error}");
+        if (IsFailure(error)) Failed($"the proposal failed: {error}");
         else Succeeded();
     }
+
+    /// <summary>Whether a proposal's outcome is a failure to retry (see <see cref="Outcome"/>).</summary>
+    public static bool IsFailure(EtcdError error) => error is EtcdError.JournalUnavailable or EtcdError.Stopped or EtcdError.ApplyFailed;
 
     private void Failed(string reason, Exception? ex = null)
     {
