@@ -57,7 +57,17 @@ public sealed class NatsJournalTests
     {
         Assert.Equal(load.Acked.Count, load.Acked.Values.Distinct().Count());
         // A write through one member, read linearizably through each: all caught up to the same point.
-        var fence = await members[0].Kv.PutAsync(new PutRequest { Key = B("fence"), Value = B("v") });
+        PutResponse fence;
+        try
+        {
+            fence = await members[0].Kv.PutAsync(new PutRequest { Key = B("fence"), Value = B("v") });
+        }
+        catch (RpcException ex)
+        {
+            // Seen intermittently after a stream leader change: say what the members logged.
+            throw new InvalidOperationException($"the fence write after the load failed ({ex.Status.Detail}); members' logs:\n" +
+                string.Join("\n", members.Select(m => $"--- {m.Endpoint}:\n{m.Output}")), ex);
+        }
         var hashes = new List<uint>();
         foreach (var member in members)
         {
