@@ -73,8 +73,9 @@ public sealed partial class NatsJournal
 
     public async Task<JournalSnapshot?> GetSnapshotAsync(long belowPosition, CancellationToken cancellationToken)
     {
-        var store = await SnapshotsAsync(cancellationToken).ConfigureAwait(false);
-        var positions = await SnapshotPositionsAsync(store, cancellationToken).ConfigureAwait(false);
+        // At start, while a just-restarted cluster recovers, JetStream answers nothing for a while.
+        var store = await WhileRecoveringAsync(() => SnapshotsAsync(cancellationToken), cancellationToken).ConfigureAwait(false);
+        var positions = await WhileRecoveringAsync(() => SnapshotPositionsAsync(store, cancellationToken), cancellationToken).ConfigureAwait(false);
         for (int i = positions.Count - 1; i >= 0; i--)
         {
             if (positions[i] >= belowPosition) continue;

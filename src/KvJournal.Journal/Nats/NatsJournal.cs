@@ -78,7 +78,7 @@ public sealed partial class NatsJournal : IJournal
                     await journal.EnsureStreamAsync(cancellationToken).ConfigureAwait(false);
                     return journal;
                 }
-                catch (Exception ex) when (ex is NatsJSApiException { Error.Code: 503 } or NatsNoRespondersException or NatsJSApiNoResponseException && DateTime.UtcNow < deadline)
+                catch (Exception ex) when (IsRecovering(ex) && DateTime.UtcNow < deadline)
                 {
                     await Task.Delay(RetryInterval, cancellationToken).ConfigureAwait(false);
                 }
@@ -229,6 +229,27 @@ public sealed partial class NatsJournal : IJournal
     }
 
     private static readonly TimeSpan RetryInterval = TimeSpan.FromMilliseconds(100);
+
+    // What JetStream answers while it has no meta or stream leader yet (a cluster just started or restarted).
+    private static bool IsRecovering(Exception ex) => ex is NatsJSApiException { Error.Code: 503 } or NatsNoRespondersException or NatsJSApiNoResponseException;
+
+    /// <summary>A JetStream request retried while JetStream recovers, up to the request timeout; then the journal is unavailable.</summary>
+    private async Task<T> WhileRecoveringAsync<T>(Func<Task<T>> request, CancellationToken cancellationToken)
+    {
+        var deadline = DateTime.UtcNow + _options.RequestTimeout;
+        while (true)
+        {
+            try
+            {
+                return await request().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (IsRecovering(ex))
+            {
+                if (DateTime.UtcNow >= deadline) throw new JournalUnavailableException($"NATS JetStream did not answer within {_options.RequestTimeout.TotalSeconds:0} s: {ex.Message}", ex);
+                await Task.Delay(RetryInterval, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
     // One publish or stream-info attempt; a leader election makes several fail before one lands.
     private static readonly TimeSpan AttemptTimeout = TimeSpan.FromMilliseconds(500);
 
