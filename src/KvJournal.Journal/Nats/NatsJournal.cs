@@ -70,7 +70,8 @@ public sealed partial class NatsJournal : IJournal
             await connection.ConnectAsync().AsTask().WaitAsync(options.RequestTimeout, cancellationToken).ConfigureAwait(false);
             var journal = new NatsJournal(connection, options, shard, logger);
             // A cluster that just started may not have elected its JetStream meta leader yet.
-            var deadline = DateTime.UtcNow + options.RequestTimeout;
+            var started = DateTime.UtcNow;
+            var nextLog = started + TimeSpan.FromSeconds(5);
             while (true)
             {
                 try
@@ -78,8 +79,13 @@ public sealed partial class NatsJournal : IJournal
                     await journal.EnsureStreamAsync(cancellationToken).ConfigureAwait(false);
                     return journal;
                 }
-                catch (Exception ex) when (IsRecovering(ex) && DateTime.UtcNow < deadline)
+                catch (Exception ex) when (IsRecovering(ex) && DateTime.UtcNow < started + options.StartTimeout)
                 {
+                    if (DateTime.UtcNow >= nextLog && logger.IsEnabled(LogLevel.Warning))
+                    {
+                        logger.LogWarning("journal: waiting for NATS JetStream to answer ({Reason}); giving up after {Timeout} s", ex.Message, options.StartTimeout.TotalSeconds);
+                        nextLog = DateTime.UtcNow + TimeSpan.FromSeconds(5);
+                    }
                     await Task.Delay(RetryInterval, cancellationToken).ConfigureAwait(false);
                 }
             }

@@ -21,6 +21,15 @@ public sealed record NatsJournalOptions
     /// </summary>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>
+    /// How long a starting member that reached a server waits for JetStream to answer: nodes
+    /// started together elect their meta leader within seconds, which can be longer than a short
+    /// request timeout.
+    /// </summary>
+    public TimeSpan StartTimeout => RequestTimeout > MinStartTimeout ? RequestTimeout : MinStartTimeout;
+
+    private static readonly TimeSpan MinStartTimeout = TimeSpan.FromSeconds(60);
+
     /// <summary>User name and password (--journal-user, --journal-password-file).</summary>
     public string? User { get; init; }
     public string? Password { get; init; }
