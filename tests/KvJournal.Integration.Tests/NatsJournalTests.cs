@@ -32,6 +32,10 @@ public sealed class NatsJournalTests
         foreach (var m in members) await m.DisposeAsync();
     }
 
+    // What the members logged, for a failure that needs explaining (a stall after a leader change).
+    private static string Logs(IEnumerable<KvJournalProcess> members) =>
+        "members' logs:\n" + string.Join("\n", members.Select(m => $"--- {m.Endpoint}:\n{m.Output}"));
+
     private static async Task<RangeResponse> All(KvJournalProcess member, string prefix) =>
         await member.Kv.RangeAsync(new RangeRequest { Key = B(prefix), RangeEnd = B(WatchSession.PrefixEnd(prefix)) });
 
@@ -65,8 +69,7 @@ public sealed class NatsJournalTests
         catch (RpcException ex)
         {
             // Seen intermittently after a stream leader change: say what the members logged.
-            throw new InvalidOperationException($"the fence write after the load failed ({ex.Status.Detail}); members' logs:\n" +
-                string.Join("\n", members.Select(m => $"--- {m.Endpoint}:\n{m.Output}")), ex);
+            throw new InvalidOperationException($"the fence write after the load failed ({ex.Status.Detail}); {Logs(members)}", ex);
         }
         var hashes = new List<uint>();
         foreach (var member in members)
@@ -102,7 +105,7 @@ public sealed class NatsJournalTests
                 // Serializable reads go on meanwhile, from every member.
                 foreach (var member in m) await member.Kv.RangeAsync(new RangeRequest { Key = B("leader/"), RangeEnd = B("leader0"), Serializable = true, CountOnly = true });
                 await load.WaitForAcksAsync(500, TimeSpan.FromSeconds(30));
-                Assert.True(load.LongestGap < TimeSpan.FromSeconds(10), $"no write was acknowledged for {load.LongestGap} after kill -9 of the stream leader");
+                Assert.True(load.LongestGap < TimeSpan.FromSeconds(10), $"no write was acknowledged for {load.LongestGap} after kill -9 of the stream leader; {Logs(m)}");
                 await nats.RestartAsync(leader);
                 await load.WaitForAcksAsync(200, TimeSpan.FromSeconds(30));
             }
@@ -129,7 +132,7 @@ public sealed class NatsJournalTests
                 var leader = await nats.StreamLeaderAsync(Stream) ?? throw new InvalidOperationException("no stream leader");
                 await nats.StopAsync(leader);
                 await load.WaitForAcksAsync(300, TimeSpan.FromSeconds(30));
-                Assert.True(load.LongestGap < TimeSpan.FromSeconds(2), $"no write was acknowledged for {load.LongestGap} after a graceful stop of the stream leader");
+                Assert.True(load.LongestGap < TimeSpan.FromSeconds(2), $"no write was acknowledged for {load.LongestGap} after a graceful stop of the stream leader; {Logs(m)}");
                 await nats.RestartAsync(leader);
             }
             await AssertNothingLostAsync(m, load, "graceful/");

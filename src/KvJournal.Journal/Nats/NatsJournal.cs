@@ -200,8 +200,9 @@ public sealed partial class NatsJournal : IJournal
     private async Task PublishAsync(List<Pending> batch, List<ReadOnlyMemory<byte>> entries)
     {
         byte[] message = MessageFrame.Encode(entries);
-        var opts = new NatsJSPubOpts { MsgId = _msgIdPrefix + Interlocked.Increment(ref _batches).ToString(System.Globalization.CultureInfo.InvariantCulture) };
+        var opts = NewMessageId();
         var deadline = batch[0].Deadline; // the oldest entry's
+        DateTime? stuckSince = null;
         Exception? last = null;
         while (!_stopping.IsCancellationRequested && DateTime.UtcNow < deadline)
         {
@@ -223,6 +224,22 @@ public sealed partial class NatsJournal : IJournal
                 Fail(batch, new JournalUnavailableException($"the journal refused the entry: {ex.Error.Description}", ex));
                 return;
             }
+            catch (NatsJSApiException ex) when (ex.Error.ErrCode == DuplicateInProcess)
+            {
+                // After a leader change a stream leader can answer "duplicate message id is in
+                // process" for a message it staged and then dropped, for as long as minutes. Past a
+                // short wait the message goes again under a new id: if the first copy does land
+                // after all, the applier skips its entries (same member and request ids).
+                last = ex;
+                stuckSince ??= DateTime.UtcNow;
+                if (DateTime.UtcNow - stuckSince > StuckMessagePatience)
+                {
+                    if (_logger.IsEnabled(LogLevel.Warning)) _logger.LogWarning("journal: NATS stream {Stream} holds message id {MsgId} as in process since {Seconds:0.0} s; publishing it again under a new id", _stream, opts.MsgId, (DateTime.UtcNow - stuckSince.Value).TotalSeconds);
+                    opts = NewMessageId();
+                    stuckSince = null;
+                }
+                if (DateTime.UtcNow < deadline) await Task.Delay(RetryInterval, _stopping.Token).ConfigureAwait(false);
+            }
             catch (Exception ex) when (ex is not OperationCanceledException || !_stopping.IsCancellationRequested)
             {
                 last = ex;
@@ -236,8 +253,19 @@ public sealed partial class NatsJournal : IJournal
 
     private static readonly TimeSpan RetryInterval = TimeSpan.FromMilliseconds(100);
 
+    // JetStream's JSStreamDuplicateMessageConflict: a message with this id is still being stored.
+    private const int DuplicateInProcess = 10158;
+
+    // A message really in process is stored within a Raft round trip; one refused this long was dropped.
+    private static readonly TimeSpan StuckMessagePatience = TimeSpan.FromSeconds(1);
+
+    private NatsJSPubOpts NewMessageId() => new() { MsgId = _msgIdPrefix + Interlocked.Increment(ref _batches).ToString(System.Globalization.CultureInfo.InvariantCulture) };
+
     // What JetStream answers while it has no meta or stream leader yet (a cluster just started or restarted).
-    private static bool IsRecovering(Exception ex) => ex is NatsJSApiException { Error.Code: 503 } or NatsNoRespondersException or NatsJSApiNoResponseException;
+    // "No suitable peers for placement" (JSClusterNoPeersErrF) comes while the cluster's peers are still being seen as current.
+    private static bool IsRecovering(Exception ex) => ex is NatsJSApiException { Error.Code: 503 } or NatsJSApiException { Error.ErrCode: NoPeersForPlacement } or NatsNoRespondersException or NatsJSApiNoResponseException;
+
+    private const int NoPeersForPlacement = 10005;
 
     /// <summary>A JetStream request retried while JetStream recovers, up to the request timeout; then the journal is unavailable.</summary>
     private async Task<T> WhileRecoveringAsync<T>(Func<Task<T>> request, CancellationToken cancellationToken)
