@@ -1,9 +1,9 @@
 using Authpb;
 using Etcdserverpb;
 using Google.Protobuf;
+using KvJournal.Member.Face;
 using KvJournal.Member.Propose;
 using KvJournal.Protos.Journal;
-using KvJournal.Server.Api.Validation;
 using KvJournal.Storage.Apply;
 using KvJournal.Storage.Auth;
 using KvJournal.Storage.Lease;

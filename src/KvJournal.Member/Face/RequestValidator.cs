@@ -1,12 +1,11 @@
 using Etcdserverpb;
 using Google.Protobuf;
 using KvJournal.Member.Propose;
-using KvJournal.Server.Api.Errors;
 using KvJournal.Storage.Apply;
 using KvJournal.Storage.Mvcc;
 using KvJournal.Storage.Watch;
 
-namespace KvJournal.Server.Api.Validation;
+namespace KvJournal.Member.Face;
 
 /// <summary>
 /// Checks a request before anything is proposed, as etcd's v3rpc layer does (checkRangeRequest,
@@ -36,7 +35,7 @@ public static class RequestValidator
     public static string? WatchCreate(WatchCreateRequest c, out WatchSpec spec)
     {
         spec = default;
-        if (c.StartRevision < 0) return EtcdErrors.ToStatus(EtcdError.Compacted).Detail;
+        if (c.StartRevision < 0) return EtcdErrorTable.Describe(EtcdError.Compacted).Message;
         var key = c.Key.IsEmpty ? ByteString.CopyFrom(0) : c.Key;
         var range = KeyRange.FromRequest(key, c.RangeEnd);
         if (range.End is { } end && KeyBytes.Compare(key, end) >= 0) return WatchErrors.EmptyRange;

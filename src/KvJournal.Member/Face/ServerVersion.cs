@@ -1,4 +1,4 @@
-namespace KvJournal.Server.Api;
+namespace KvJournal.Member.Face;
 
 /// <summary>
 /// The etcd version KvJournal reports (Maintenance.Status, /version). Clients enable features by

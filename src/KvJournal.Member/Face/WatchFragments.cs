@@ -1,7 +1,7 @@
 using Google.Protobuf;
 using KvJournal.Protos.Wire;
 
-namespace KvJournal.Server.Api.Watch;
+namespace KvJournal.Member.Face;
 
 /// <summary>
 /// Splits a watch response the client allowed to be fragmented, as etcd's sendFragments does:

@@ -3,6 +3,7 @@ using KvJournal.Journal;
 using KvJournal.Journal.Embedded;
 using KvJournal.Journal.Nats;
 using KvJournal.Member.Compaction;
+using KvJournal.Member.Face;
 using KvJournal.Member.Shards;
 using KvJournal.Server.Api.Auth;
 using KvJournal.Server.Api.Cluster;
@@ -31,10 +32,11 @@ public sealed class KvJournalServer : IAsyncDisposable
 {
     private readonly ServerOptions _options;
     /// <summary>One keyspace this process serves: its journal, state, client URLs and port splitter.</summary>
-    private sealed class HostedShard(IJournal journal, Shard shard, IReadOnlyList<Uri> urls)
+    private sealed class HostedShard(IJournal journal, Shard shard, ShardServer face, IReadOnlyList<Uri> urls)
     {
         public IJournal Journal { get; } = journal;
         public Shard Shard { get; } = shard;
+        public ShardServer Face { get; } = face;
         public IReadOnlyList<Uri> Urls { get; } = urls;
         public ClientPortSplitter Splitter { get; } = new();
         public ListenOptions? Http1 { get; set; }
@@ -63,9 +65,9 @@ public sealed class KvJournalServer : IAsyncDisposable
         await OpenShardAsync("default", Path.Combine(dataDir, "journal"), _options.ListenClientUrls, _options.AdvertiseClientUrls, memberId, cancellationToken).ConfigureAwait(false);
         foreach (var spec in _options.Shards)
             await OpenShardAsync(spec.Name, Path.Combine(dataDir, "shards", spec.Name, "journal"), spec.Urls, spec.Urls, memberId, cancellationToken).ConfigureAwait(false);
-        var router = new ShardRouter(_shards[0].Shard);
+        var router = new ShardRouter(_shards[0].Face);
         foreach (var hosted in _shards)
-            foreach (var url in hosted.Urls) router.Route(url.Port, hosted.Shard);
+            foreach (var url in hosted.Urls) router.Route(url.Port, hosted.Face);
 
         var builder = WebApplication.CreateSlimBuilder();
         JsonLogs(builder.Logging, _options.LogLevel);
@@ -95,14 +97,15 @@ public sealed class KvJournalServer : IAsyncDisposable
         builder.Services.AddHttpContextAccessor();
         // Each call is served by the shard its connection came in on.
         builder.Services.AddScoped(sp => router.For(sp.GetRequiredService<IHttpContextAccessor>().HttpContext));
+        builder.Services.AddScoped(sp => sp.GetRequiredService<ShardServer>().Shard); // health and metrics
         builder.Services.AddSingleton<GrpcMetrics>();
         // Stateless: registered once, gRPC takes them from here instead of constructing both per call.
         builder.Services.AddSingleton<GrpcMetricsInterceptor>();
-        builder.Services.AddSingleton<JournalAvailabilityInterceptor>();
+        builder.Services.AddSingleton<EtcdErrorInterceptor>();
         builder.Services.AddGrpc(o =>
         {
             o.Interceptors.Add<GrpcMetricsInterceptor>();
-            o.Interceptors.Add<JournalAvailabilityInterceptor>();
+            o.Interceptors.Add<EtcdErrorInterceptor>();
             // Above the request limit, so an oversized request reaches our own check and gets
             // etcd's "request is too large".
             o.MaxReceiveMessageSize = _options.MaxRequestBytes + ServerOptions.GrpcOverheadBytes;
@@ -125,7 +128,7 @@ public sealed class KvJournalServer : IAsyncDisposable
         foreach (var hosted in _shards)
         {
             var relay = hosted.Http1!.IPEndPoint!;
-            router.Route(relay.Port, hosted.Shard); // before the splitter relays anything there
+            router.Route(relay.Port, hosted.Face); // before the splitter relays anything there
             hosted.Splitter.Http1Endpoint = relay;
         }
     }
@@ -148,7 +151,8 @@ public sealed class KvJournalServer : IAsyncDisposable
             ClientUrls = [.. advertise.Select(u => u.GetLeftPart(UriPartial.Authority))],
             PeerUrls = [.. _options.AdvertisePeerUrls.Select(u => u.GetLeftPart(UriPartial.Authority))],
         }, cancellationToken).ConfigureAwait(false);
-        var hosted = new HostedShard(journal, shard, listen);
+        var face = new ShardServer(shard, new ShardServerOptions(_options.MaxTxnOps, _options.MaxRequestBytes + ServerOptions.GrpcOverheadBytes, _options.EffectiveDataDir));
+        var hosted = new HostedShard(journal, shard, face, listen);
         if (AutoCompaction(shard) is { } compactor) hosted.Compacting = Task.Run(() => compactor.RunAsync(_stopping.Token), CancellationToken.None);
         _shards.Add(hosted);
     }

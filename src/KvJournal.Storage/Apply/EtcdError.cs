@@ -2,7 +2,7 @@ namespace KvJournal.Storage.Apply;
 
 /// <summary>
 /// Expected failures of applying or serving a request, as a status rather than an exception.
-/// The API layer maps each one to etcd's gRPC code and exact message (one table, in the server).
+/// Each maps to etcd's gRPC code and exact message in one table (<see cref="EtcdErrorTable"/>).
 /// </summary>
 public enum EtcdError : byte
 {
@@ -43,6 +43,10 @@ public enum EtcdError : byte
     MembershipByJournal,
     ElectionNotLeader,
     ElectionNoLeader,
+    /// <summary>The lease of a lock waiter ended while it waited (etcd's ErrSessionExpired).</summary>
+    SessionExpired,
+    /// <summary>An election request without its leader key.</summary>
+    LeaderKeyMissing,
     /// <summary>The member stopped applying (fail-stop after an apply failure) or is shutting down.</summary>
     Stopped,
     // Auth (etcd: server/auth/store.go), refused at the API or when the entry is applied.

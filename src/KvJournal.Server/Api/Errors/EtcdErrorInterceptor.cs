@@ -7,15 +7,15 @@ using KvJournal.Storage.Apply;
 namespace KvJournal.Server.Api.Errors;
 
 /// <summary>
-/// What a call hears when its shard cannot reach the journal. A call carrying etcd's
-/// <c>hasleader=true</c> metadata (clientv3.WithRequireLeader, kube-apiserver's watches) is refused
-/// up front with "etcdserver: no leader", as etcd refuses it on a member without a leader; any
-/// other call that needed the journal gets etcd's unavailable error instead of a bare exception.
+/// Maps what the shard's face throws to etcd's gRPC status through the one table: an
+/// <see cref="EtcdException"/> to its code and message, a journal that could not be reached to
+/// etcd's unavailable error. A call carrying etcd's <c>hasleader=true</c> metadata
+/// (clientv3.WithRequireLeader, kube-apiserver's watches) is refused up front with "etcdserver: no
+/// leader" while its shard cannot reach the journal, as etcd refuses it on a member without a leader.
 /// </summary>
-public sealed class JournalAvailabilityInterceptor(ShardRouter router) : Interceptor
+public sealed class EtcdErrorInterceptor(ShardRouter router) : Interceptor
 {
     private const string RequireLeaderKey = "hasleader";
-    private static readonly Status NoLeader = EtcdErrors.ToStatus(EtcdError.NoLeader);
 
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
     {
@@ -24,9 +24,9 @@ public sealed class JournalAvailabilityInterceptor(ShardRouter router) : Interce
         {
             return await continuation(request, context).ConfigureAwait(false);
         }
-        catch (JournalUnavailableException)
+        catch (Exception ex) when (ToStatus(ex) is { } status)
         {
-            throw new RpcException(EtcdErrors.ToStatus(EtcdError.JournalUnavailable));
+            throw new RpcException(status);
         }
     }
 
@@ -37,9 +37,9 @@ public sealed class JournalAvailabilityInterceptor(ShardRouter router) : Interce
         {
             await continuation(request, responseStream, context).ConfigureAwait(false);
         }
-        catch (JournalUnavailableException)
+        catch (Exception ex) when (ToStatus(ex) is { } status)
         {
-            throw new RpcException(EtcdErrors.ToStatus(EtcdError.JournalUnavailable));
+            throw new RpcException(status);
         }
     }
 
@@ -50,11 +50,19 @@ public sealed class JournalAvailabilityInterceptor(ShardRouter router) : Interce
         {
             await continuation(requestStream, responseStream, context).ConfigureAwait(false);
         }
-        catch (JournalUnavailableException)
+        catch (Exception ex) when (ToStatus(ex) is { } status)
         {
-            throw new RpcException(EtcdErrors.ToStatus(EtcdError.JournalUnavailable));
+            throw new RpcException(status);
         }
     }
+
+    /// <summary>etcd's status for what the face threw, or null for anything else (gRPC reports that as it does).</summary>
+    public static Status? ToStatus(Exception ex) => ex switch
+    {
+        EtcdException etcd => EtcdErrors.ToStatus(etcd.Status),
+        JournalUnavailableException => EtcdErrors.ToStatus(EtcdError.JournalUnavailable),
+        _ => null,
+    };
 
     /// <summary>True when the call asked for a leader (etcd clients' WithRequireLeader).</summary>
     /// <remarks>Read from the HTTP headers: building the call's Metadata copies every header, on every call.</remarks>
@@ -62,6 +70,6 @@ public sealed class JournalAvailabilityInterceptor(ShardRouter router) : Interce
 
     private void RefuseWithoutLeader(ServerCallContext context)
     {
-        if (RequiresLeader(context) && !router.For(context.GetHttpContext()).JournalReachable) throw new RpcException(NoLeader);
+        if (RequiresLeader(context) && !router.For(context.GetHttpContext()).HasLeader) EtcdErrors.Throw(EtcdError.NoLeader);
     }
 }

@@ -3,28 +3,31 @@ using System.Text;
 using System.Text.Json;
 using Google.Protobuf;
 using Grpc.Core;
-using KvJournal.Journal;
+using KvJournal.Member.Face;
 using KvJournal.Server.Api.Errors;
-using KvJournal.Storage.Apply;
 using Microsoft.AspNetCore.Http;
 
 namespace KvJournal.Server.Api.Gateway;
 
 /// <summary>
-/// One JSON gateway request served by a gRPC service method in-process: the context the method
-/// sees, the JSON it reads and writes (etcd's grpc-gateway encoding: proto field names, 64-bit
-/// integers as strings, bytes as base64, default values left out) and the error bodies.
+/// One JSON gateway request: the JSON it reads and writes (etcd's grpc-gateway encoding: proto
+/// field names, 64-bit integers as strings, bytes as base64, default values left out) and the
+/// error bodies, with the status from the one error table.
 /// </summary>
-internal sealed class GatewayCall(HttpContext http) : ServerCallContext
+internal sealed class GatewayCall(HttpContext http)
 {
     private static readonly JsonFormatter Formatter = new(JsonFormatter.Settings.Default.WithPreserveProtoFieldNames(true));
     // grpc-gateway ignores fields it does not know.
     private static readonly JsonParser Parser = new(JsonParser.Settings.Default.WithIgnoreUnknownFields(true));
 
-    private readonly Metadata _headers = Headers(http);
-    private readonly Dictionary<object, object> _userState = new() { ["__HttpContext"] = http };
-
     public HttpContext Http => http;
+
+    /// <summary>
+    /// Who the request says it is: the token in the Authorization header, as grpc-gateway forwards
+    /// it. etcd's gateway is a gRPC client of its own, so the HTTP client's certificate names no user.
+    /// </summary>
+    public CallerIdentity Who(ShardServer face) =>
+        face.AuthEnabled && http.Request.Headers.Authorization is { Count: > 0 } auth ? new CallerIdentity(auth.ToString(), null) : CallerIdentity.None;
 
     /// <summary>The request messages in the body: none, one, or several JSON objects one after another.</summary>
     public async Task<List<T>> ReadRequestsAsync<T>(MessageParser<T> parser) where T : IMessage<T>, new()
@@ -131,12 +134,7 @@ internal sealed class GatewayCall(HttpContext http) : ServerCallContext
     /// </summary>
     public async Task WriteErrorAsync(Exception ex)
     {
-        var status = ex switch
-        {
-            RpcException rpc => rpc.Status,
-            JournalUnavailableException => EtcdErrors.ToStatus(EtcdError.JournalUnavailable),
-            _ => new Status(StatusCode.Internal, ex.Message),
-        };
+        var status = ex is RpcException rpc ? rpc.Status : EtcdErrorInterceptor.ToStatus(ex) ?? new Status(StatusCode.Internal, ex.Message);
         int httpStatus = HttpStatusOf(status.StatusCode);
         if (!http.Response.HasStarted)
         {
@@ -190,29 +188,4 @@ internal sealed class GatewayCall(HttpContext http) : ServerCallContext
         StatusCode.Unavailable => 503,
         _ => 500,
     };
-
-    // The gateway's metadata: the Authorization header, as grpc-gateway forwards it.
-    private static Metadata Headers(HttpContext http)
-    {
-        var metadata = new Metadata();
-        if (http.Request.Headers.Authorization is { Count: > 0 } auth) metadata.Add("authorization", auth.ToString());
-        return metadata;
-    }
-
-    protected override string MethodCore => http.Request.Path;
-    protected override string HostCore => http.Request.Host.Value ?? "";
-    protected override string PeerCore => $"ipv4:{http.Connection.RemoteIpAddress}:{http.Connection.RemotePort}";
-    protected override DateTime DeadlineCore => DateTime.MaxValue;
-    protected override Metadata RequestHeadersCore => _headers;
-    protected override CancellationToken CancellationTokenCore => http.RequestAborted;
-    protected override Metadata ResponseTrailersCore { get; } = [];
-    protected override Status StatusCore { get; set; }
-    protected override WriteOptions? WriteOptionsCore { get; set; }
-    protected override AuthContext AuthContextCore { get; } = new(null, []);
-    protected override IDictionary<object, object> UserStateCore => _userState;
-
-    protected override ContextPropagationToken CreatePropagationTokenCore(ContextPropagationOptions? options) =>
-        throw new NotSupportedException("the JSON gateway does not propagate calls");
-
-    protected override Task WriteResponseHeadersAsyncCore(Metadata responseHeaders) => Task.CompletedTask;
 }

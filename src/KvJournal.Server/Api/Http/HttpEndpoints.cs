@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using KvJournal.Member.Face;
 using KvJournal.Member.Shards;
 using KvJournal.Server.Hosting;
 using Microsoft.AspNetCore.Builder;

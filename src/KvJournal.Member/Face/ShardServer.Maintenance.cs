@@ -1,0 +1,156 @@
+using Etcdserverpb;
+using KvJournal.Member.Snapshots;
+using KvJournal.Protos.Journal;
+using KvJournal.Storage.Apply;
+
+namespace KvJournal.Member.Face;
+
+// etcd's Maintenance service for what etcdctl and kube-apiserver call: status, hashes, alarms,
+// defragment, snapshot, and clear answers for leadership and downgrade, which a journal-based
+// keyspace does not have.
+public sealed partial class ShardServer
+{
+    public StatusResponse Status(StatusRequest request, CallerIdentity who)
+    {
+        CheckAdmin(UserOf(who)); // etcd 3.5 asks an admin (3.6 any user)
+        var (revision, size, errors) = shard.Read(txn => (txn.ReadRevision, shard.DbSize, AlarmErrors()));
+        // There is no raft: the indexes are journal positions, which only grow.
+        ulong committed = (ulong)Math.Max(0, shard.CommittedPosition);
+        ulong applied = (ulong)Math.Max(0, shard.AppliedPosition);
+        return new StatusResponse
+        {
+            Header = Fill(new ResponseHeader { Revision = revision }),
+            Version = ServerVersion.Etcd,
+            DbSize = size,
+            DbSizeInUse = size,
+            DbSizeQuota = shard.QuotaBytes,
+            Leader = shard.LeaderId,
+            RaftIndex = committed,
+            RaftAppliedIndex = applied,
+            RaftTerm = Term,
+            StorageVersion = ServerVersion.Storage,
+            Errors = { errors },
+            DowngradeInfo = new DowngradeInfo(),
+        };
+    }
+
+    public async Task<HashKVResponse> HashKVAsync(HashKVRequest request, CallerIdentity who, CancellationToken cancellationToken)
+    {
+        CheckAdmin(UserOf(who));
+        var (error, response) = await ReadAsync<(EtcdError, HashKVResponse?)>(serializable: false, txn =>
+        {
+            long current = txn.ReadRevision;
+            long rev = request.Revision > 0 ? request.Revision : current;
+            if (rev > current) return (EtcdError.FutureRevision, null);
+            if (rev < txn.CompactRevision) return (EtcdError.Compacted, null);
+            return (EtcdError.None, new HashKVResponse
+            {
+                Header = new ResponseHeader { Revision = current },
+                Hash = shard.Store.HashKv(rev),
+                CompactRevision = txn.CompactRevision,
+                HashRevision = rev,
+            });
+        }, cancellationToken).ConfigureAwait(false);
+        Ok(error);
+        Fill(response!.Header);
+        return response;
+    }
+
+    public async Task<HashResponse> HashAsync(HashRequest request, CallerIdentity who, CancellationToken cancellationToken)
+    {
+        CheckAdmin(UserOf(who));
+        var response = await ReadAsync(serializable: false, txn => new HashResponse
+        {
+            Header = new ResponseHeader { Revision = txn.ReadRevision },
+            Hash = shard.Store.HashKv(txn.ReadRevision),
+        }, cancellationToken).ConfigureAwait(false);
+        Fill(response.Header);
+        return response;
+    }
+
+    /// <summary>
+    /// Sends a point-in-time snapshot in KvJournal's format (SnapshotWriter) in 1 MiB pieces,
+    /// written to a scratch file first so remaining_bytes is exact. etcdctl snapshot save accepts
+    /// it: it requires the 512-byte alignment and the SHA-256 trailer. etcdutl cannot read it (it
+    /// is not a bbolt file).
+    /// </summary>
+    public async Task SnapshotAsync(SnapshotRequest request, CallerIdentity who, Func<SnapshotResponse, CancellationToken, Task> send, CancellationToken cancellationToken)
+    {
+        CheckAdmin(UserOf(who));
+        string path = Path.Combine(Path.GetFullPath(limits.ScratchDir), $"snapshot-{Guid.NewGuid():N}.tmp");
+        try
+        {
+            await using (var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous))
+                await SnapshotWriter.WriteAsync(shard, file, cancellationToken).ConfigureAwait(false);
+            await using var read = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan);
+            long remaining = read.Length;
+            var buffer = new byte[1 << 20];
+            while (remaining > 0)
+            {
+                int n = await read.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
+                remaining -= n;
+                await send(new SnapshotResponse
+                {
+                    Header = Fill(new ResponseHeader { Revision = CurrentRevision() }),
+                    RemainingBytes = (ulong)remaining,
+                    Blob = Google.Protobuf.ByteString.CopyFrom(buffer, 0, n),
+                    Version = ServerVersion.Etcd,
+                }, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>
+    /// GET lists the active alarms; ACTIVATE and DEACTIVATE go through the journal, so every
+    /// member agrees on them (etcd's `alarm list` / `alarm disarm`; NOSPACE is raised by quotas).
+    /// </summary>
+    public async Task<AlarmResponse> AlarmAsync(AlarmRequest request, CallerIdentity who, CancellationToken cancellationToken)
+    {
+        // etcd: listing alarms needs a user, raising or clearing them an admin.
+        string user = UserOf(who);
+        AlarmResponse response;
+        if (request.Action == AlarmRequest.Types.AlarmAction.Get)
+        {
+            RequireUser(user);
+            response = await ReadAsync(serializable: false, txn => new AlarmResponse { Header = new ResponseHeader { Revision = txn.ReadRevision }, Alarms = { shard.Alarms.Select(a => a.Clone()) } }, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            CheckAdmin(user);
+            Ok(RequestValidator.Alarm(request));
+            response = await ProposeAsync<AlarmResponse>(user, new JournalEntry { Alarm = request }, cancellationToken).ConfigureAwait(false);
+        }
+        Fill(response.Header);
+        return response;
+    }
+
+    /// <summary>The keyspace lives in memory and compaction frees what it drops, so there is nothing to rewrite.</summary>
+    public DefragmentResponse Defragment(DefragmentRequest request, CallerIdentity who)
+    {
+        CheckAdmin(UserOf(who));
+        return new DefragmentResponse { Header = Fill(new ResponseHeader { Revision = CurrentRevision() }) };
+    }
+
+    /// <summary>Every member serves writes, so each reports itself as leader; moving leadership to itself is a no-op.</summary>
+    public MoveLeaderResponse MoveLeader(MoveLeaderRequest request, CallerIdentity who)
+    {
+        CheckAdmin(UserOf(who));
+        if (request.TargetID != shard.MemberId) throw new EtcdException(EtcdError.BadLeaderTransferee);
+        return new MoveLeaderResponse { Header = Fill(new ResponseHeader { Revision = CurrentRevision() }) };
+    }
+
+    /// <summary>No downgrade can be in progress: etcd's answers for that state.</summary>
+    public DowngradeResponse Downgrade(DowngradeRequest request, CallerIdentity who)
+    {
+        CheckAdmin(UserOf(who));
+        throw new EtcdException(request.Action == DowngradeRequest.Types.DowngradeAction.Cancel ? EtcdError.NoInflightDowngrade : EtcdError.InvalidDowngradeTarget);
+    }
+
+    /// <summary>Status.errors as etcd words them, one per active alarm (read under the store's lock).</summary>
+    private List<string> AlarmErrors() =>
+        shard.Alarms.Select(a => $"memberID:{a.MemberID} alarm:{a.Alarm.ToString().ToUpperInvariant()} ").ToList();
+}
