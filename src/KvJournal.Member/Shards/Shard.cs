@@ -52,6 +52,8 @@ public sealed record ShardOptions(ulong MemberId, int MaxRequestBytes, TimeSpan 
 /// One etcd keyspace served by this member: its journal, store and applier. Writes are proposed
 /// to the journal and answered once applied; reads are served from the store, linearizable ones
 /// after the member caught up with what the journal had made durable when the read arrived.
+/// Outside the member only opening and closing it are public: requests go through its face,
+/// <see cref="Face.ShardServer"/>, which owns the store's lock and the one way to propose.
 /// </summary>
 public sealed class Shard
 {
@@ -87,43 +89,43 @@ public sealed class Shard
             options.Logs.CreateLogger("KvJournal.Apply"));
     }
 
-    public MvccStore Store { get; }
+    internal MvccStore Store { get; }
 
     /// <summary>Users, roles and tokens of this keyspace; read it under the store's lock (<see cref="Read{T}"/>).</summary>
-    public AuthStore Auth => _applier.Auth;
+    internal AuthStore Auth => _applier.Auth;
 
     /// <summary>The shard's lease table; read it under the store's lock (<see cref="Read{T}"/>).</summary>
-    public Lessor Leases { get; }
+    internal Lessor Leases { get; }
 
     /// <summary>Keep-alives of this member's clients, journaled in batches.</summary>
-    public LeaseRenewals Renewals { get; }
+    internal LeaseRenewals Renewals { get; }
 
     /// <summary>The shard's watchers, fed by the applier.</summary>
-    public WatchHub Watches { get; }
+    internal WatchHub Watches { get; }
 
     /// <summary>Txn semantics over this shard's store and lessor.</summary>
-    public TxnExecutor Txns { get; }
+    internal TxnExecutor Txns { get; }
 
-    public ulong MemberId => _options.MemberId;
+    internal ulong MemberId => _options.MemberId;
 
     /// <summary>
     /// The wall clock lease and login entries carry, in Unix milliseconds. Deadlines are wall-clock
     /// times so they survive a restart and mean the same on every member; their precision is bounded
     /// by the clock skew between the members that renew and expire a lease (NTP keeps that to ms).
     /// </summary>
-    public long NowUnixMs() => _options.Time.GetUtcNow().ToUnixTimeMilliseconds();
+    internal long NowUnixMs() => _options.Time.GetUtcNow().ToUnixTimeMilliseconds();
 
     /// <summary>The clock the background duties' timers run on.</summary>
     internal TimeProvider Time => _options.Time;
 
-    public ulong ClusterId => _applier.ClusterId;
+    internal ulong ClusterId => _applier.ClusterId;
 
     /// <summary>
     /// Active alarms; read them under the store's lock (<see cref="Read{T}"/>). Besides the
     /// journaled ones, this member's NOSPACE while its journal's disk is full: that one cannot be
     /// journaled, and clears itself once the journal writes again.
     /// </summary>
-    public IReadOnlyCollection<Etcdserverpb.AlarmMember> Alarms => _journal.DiskFull ? WithDiskFull(_applier.Alarms) : _applier.Alarms;
+    internal IReadOnlyCollection<Etcdserverpb.AlarmMember> Alarms => _journal.DiskFull ? WithDiskFull(_applier.Alarms) : _applier.Alarms;
 
     private List<Etcdserverpb.AlarmMember> WithDiskFull(IReadOnlyCollection<Etcdserverpb.AlarmMember> journaled)
     {
@@ -137,7 +139,7 @@ public sealed class Shard
     }
 
     /// <summary>Members announced on this journal, by id; read it under the store's lock (<see cref="Read{T}"/>).</summary>
-    public IReadOnlyDictionary<ulong, MemberAnnounce> Members => _applier.Members;
+    internal IReadOnlyDictionary<ulong, MemberAnnounce> Members => _applier.Members;
 
     /// <summary>
     /// The size that counts against the quota and that Status and /metrics report as dbSize: the
@@ -145,9 +147,9 @@ public sealed class Shard
     /// reports a size above zero as etcd's empty database does (etcdctl divides by it).
     /// Compaction lowers it at once. Read it under the store's lock or accept a moment's staleness.
     /// </summary>
-    public long DbSize => Store.SizeBytes + 4096;
+    internal long DbSize => Store.SizeBytes + 4096;
 
-    public long QuotaBytes => _options.QuotaBytes;
+    internal long QuotaBytes => _options.QuotaBytes;
 
     public string Name => _options.Name;
 
@@ -156,7 +158,7 @@ public sealed class Shard
     /// request would pass the quota, the NOSPACE alarm is raised (through the journal, once) and
     /// the write is refused. Reads and deletes never come here.
     /// </summary>
-    public async Task<EtcdError> CheckQuotaAsync(Google.Protobuf.IMessage request, CancellationToken cancellationToken)
+    internal async Task<EtcdError> CheckQuotaAsync(Google.Protobuf.IMessage request, CancellationToken cancellationToken)
     {
         if (DbSize + request.CalculateSize() <= _options.QuotaBytes) return EtcdError.None;
         bool raised = Read(_ => Alarms.Any(a => a.MemberID == MemberId && a.Alarm == Etcdserverpb.AlarmType.Nospace));
@@ -169,16 +171,16 @@ public sealed class Shard
     }
 
     /// <summary>Time from handing an entry to the journal to its being durable.</summary>
-    public LatencyHistogram AppendLatency { get; } = new();
+    internal LatencyHistogram AppendLatency { get; } = new();
 
     /// <summary>The journal's last durable position (-1 when empty): what linearizable reads wait for.</summary>
-    public long CommittedPosition => _journal.LastDurablePosition;
+    internal long CommittedPosition => _journal.LastDurablePosition;
 
     /// <summary>Entries applied since this member started.</summary>
-    public long AppliedEntries => _tailer.AppliedEntries;
+    internal long AppliedEntries => _tailer.AppliedEntries;
 
     /// <summary>The position of the snapshot this member started from (-1 when it replayed the whole journal).</summary>
-    public long StartedFromSnapshot { get; private set; } = -1;
+    internal long StartedFromSnapshot { get; private set; } = -1;
 
     internal IJournal Journal => _journal;
 
@@ -190,10 +192,10 @@ public sealed class Shard
     internal ILoggerFactory Logs => _options.Logs;
 
     /// <summary>Position of the last applied journal entry (-1 before the first).</summary>
-    public long AppliedPosition => _applied.Value;
+    internal long AppliedPosition => _applied.Value;
 
     /// <summary>The apply failure that stopped this shard, if one did.</summary>
-    public Exception? Failure => _tailer.Failure;
+    internal Exception? Failure => _tailer.Failure;
 
     /// <summary>
     /// Opens a shard on a journal: replays every retained entry, and bootstraps an empty journal
@@ -273,7 +275,7 @@ public sealed class Shard
     /// Appends <paramref name="entry"/> to the journal and completes with the result of applying
     /// it. The entry's member and request ids are filled here.
     /// </summary>
-    public async Task<ApplyResult> ProposeAsync(JournalEntry entry, CancellationToken cancellationToken)
+    internal async Task<ApplyResult> ProposeAsync(JournalEntry entry, CancellationToken cancellationToken)
     {
         // Fail-stop: a member that stopped applying appends nothing more to a journal others apply.
         if (_pending.Register() is not var (id, applied)) return ApplyResult.Fail(_pending.StoppedWith);
@@ -309,7 +311,7 @@ public sealed class Shard
     /// index comes from the journal itself, so writes through other members count). Throws
     /// <see cref="JournalUnavailableException"/> when the journal cannot say.
     /// </summary>
-    public async Task WaitLinearizableAsync(CancellationToken cancellationToken)
+    internal async Task WaitLinearizableAsync(CancellationToken cancellationToken)
     {
         long index = await _journal.ReadIndexAsync(cancellationToken).ConfigureAwait(false);
         await _applied.WaitForAsync(index, cancellationToken).ConfigureAwait(false);
@@ -333,7 +335,7 @@ public sealed class Shard
     private static readonly TimeSpan CatchUpReport = TimeSpan.FromSeconds(5);
 
     /// <summary>Completes once this member applied an entry past <paramref name="position"/> (a recipe re-checks then).</summary>
-    public Task WaitAppliedBeyondAsync(long position, CancellationToken cancellationToken) =>
+    internal Task WaitAppliedBeyondAsync(long position, CancellationToken cancellationToken) =>
         _applied.WaitForAsync(position + 1, cancellationToken);
 
     /// <summary>
@@ -342,13 +344,13 @@ public sealed class Shard
     /// member. It is the lowest announced member id, and 0 while the journal is unreachable, as etcd
     /// reports 0 without a leader.
     /// </summary>
-    public ulong LeaderId => JournalReachable ? Read(_ => _applier.LeaderId is var leader and not 0 ? leader : MemberId) : 0;
+    internal ulong LeaderId => JournalReachable ? Read(_ => _applier.LeaderId is var leader and not 0 ? leader : MemberId) : 0;
 
     /// <summary>Whether the journal answered lately; with it gone, clients that require a leader are refused.</summary>
-    public bool JournalReachable => _journal.IsReachable && Failure is null;
+    internal bool JournalReachable => _journal.IsReachable && Failure is null;
 
     /// <summary>Runs <paramref name="read"/> on a consistent read-only view of the store.</summary>
-    public T Read<T>(Func<MvccStore.MvccTxn, T> read)
+    internal T Read<T>(Func<MvccStore.MvccTxn, T> read)
     {
         Store.Lock.EnterReadLock();
         try
@@ -365,7 +367,7 @@ public sealed class Shard
     /// Like <see cref="Read{T}"/> for one long range read: the scan lets waiting writes in every
     /// few thousand keys instead of holding them off for its whole length.
     /// </summary>
-    public T ReadLongRange<T>(Func<MvccStore.MvccTxn, T> read)
+    internal T ReadLongRange<T>(Func<MvccStore.MvccTxn, T> read)
     {
         Store.Lock.EnterReadLock();
         try

@@ -97,7 +97,6 @@ public sealed class KvJournalServer : IAsyncDisposable
         builder.Services.AddHttpContextAccessor();
         // Each call is served by the shard its connection came in on.
         builder.Services.AddScoped(sp => router.For(sp.GetRequiredService<IHttpContextAccessor>().HttpContext));
-        builder.Services.AddScoped(sp => sp.GetRequiredService<ShardServer>().Shard); // health and metrics
         builder.Services.AddSingleton<GrpcMetrics>();
         // Stateless: registered once, gRPC takes them from here instead of constructing both per call.
         builder.Services.AddSingleton<GrpcMetricsInterceptor>();

@@ -1,8 +1,6 @@
 using System.Globalization;
 using System.Text;
 using KvJournal.Member.Face;
-using KvJournal.Member.Shards;
-using KvJournal.Server.Hosting;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -16,28 +14,26 @@ namespace KvJournal.Server.Api.Http;
 public static class HttpEndpoints
 {
     private const string TextPlain = "text/plain; charset=utf-8";
-    private static readonly TimeSpan ReadCheckTimeout = TimeSpan.FromSeconds(1);
 
     public static void Map(IEndpointRouteBuilder app)
     {
-        app.MapGet("/health", async (Shard shard, HttpContext http) =>
+        app.MapGet("/health", async (ShardServer face, HttpContext http) =>
         {
             // etcd: any active alarm not named in ?exclude= makes the member unhealthy.
             var excluded = http.Request.Query["exclude"];
-            string? problem = shard.Read(_ => shard.Alarms.Where(a => !excluded.Contains(a.Alarm.ToString().ToUpperInvariant())).Select(a => $"ALARM {a.Alarm.ToString().ToUpperInvariant()}").FirstOrDefault())
-                ?? await ProblemAsync(shard, http.RequestAborted).ConfigureAwait(false);
+            string? problem = face.AlarmProblem(name => excluded.Contains(name)) ?? await face.ServingProblemAsync(http.RequestAborted).ConfigureAwait(false);
             http.Response.StatusCode = problem is null ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
             // etcd's failing body ends with a newline, its healthy one does not.
             http.Response.ContentType = TextPlain;
             await http.Response.WriteAsync(problem is null ? "{\"health\":\"true\",\"reason\":\"\"}" : $"{{\"health\":\"false\",\"reason\":\"{problem}\"}}\n").ConfigureAwait(false);
         });
-        app.MapGet("/livez", (Shard shard, HttpContext http) =>
-            Checks(http, [("serializable_read", shard.Failure is null ? null : "apply stopped")]));
-        app.MapGet("/readyz", async (Shard shard, HttpContext http) =>
+        app.MapGet("/livez", (ShardServer face, HttpContext http) =>
+            Checks(http, [("serializable_read", face.ApplyProblem)]));
+        app.MapGet("/readyz", async (ShardServer face, HttpContext http) =>
         {
             // Ready once this member has applied everything the journal had made durable.
-            string? linearizable = await ProblemAsync(shard, http.RequestAborted).ConfigureAwait(false);
-            await Checks(http, [("data_corruption", null), ("serializable_read", shard.Failure is null ? null : "apply stopped"),
+            string? linearizable = await face.ServingProblemAsync(http.RequestAborted).ConfigureAwait(false);
+            await Checks(http, [("data_corruption", null), ("serializable_read", face.ApplyProblem),
                 ("linearizable_read", linearizable), ("non_learner", null)]).ConfigureAwait(false);
         });
         app.MapGet("/version", (HttpContext http) =>
@@ -45,32 +41,11 @@ public static class HttpEndpoints
             http.Response.ContentType = "application/json";
             return http.Response.WriteAsync($"{{\"etcdserver\":\"{ServerVersion.Etcd}\",\"etcdcluster\":\"{ServerVersion.Cluster}\"}}");
         });
-        app.MapGet("/metrics", (Shard shard, ServerOptions options, GrpcMetrics grpc, HttpContext http) =>
+        app.MapGet("/metrics", (ShardServer face, GrpcMetrics grpc, HttpContext http) =>
         {
             http.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-            return http.Response.WriteAsync(Metrics(shard, options, grpc));
+            return http.Response.WriteAsync(Metrics(face.Gauges(), grpc));
         });
-    }
-
-    // Why the member cannot serve a linearizable read or take writes now, or null: etcd's health
-    // runs a quorum read.
-    private static async Task<string?> ProblemAsync(Shard shard, CancellationToken cancellationToken)
-    {
-        if (shard.Failure is not null) return "apply stopped";
-        if (!shard.JournalReachable) return "journal unavailable";
-        try
-        {
-            await shard.WaitLinearizableAsync(cancellationToken).WaitAsync(ReadCheckTimeout, cancellationToken).ConfigureAwait(false);
-            return null;
-        }
-        catch (TimeoutException)
-        {
-            return "timeout";
-        }
-        catch (Exception) when (!cancellationToken.IsCancellationRequested)
-        {
-            return "journal unavailable";
-        }
     }
 
     // etcd's livez/readyz format: "ok" when all pass; with ?verbose one line per check first.
@@ -90,26 +65,24 @@ public static class HttpEndpoints
         return http.Response.WriteAsync(text.ToString());
     }
 
-    private static string Metrics(Shard shard, ServerOptions options, GrpcMetrics grpc)
+    private static string Metrics(ShardGauges shard, GrpcMetrics grpc)
     {
-        var (revision, compacted, dbSize, keys) = shard.Read(txn => (txn.ReadRevision, txn.CompactRevision, shard.DbSize, shard.Store.KeyCount));
-        var (streams, watchers) = shard.Watches.Counts();
         var text = new StringBuilder();
         void Gauge(string name, string help, double value, string labels = "")
         {
             text.Append(CultureInfo.InvariantCulture, $"# HELP {name} {help}\n# TYPE {name} gauge\n{name}{labels} {value}\n");
         }
-        Gauge("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", shard.JournalReachable ? 1 : 0);
-        Gauge("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.", shard.LeaderId == shard.MemberId ? 1 : 0);
+        Gauge("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", shard.HasLeader ? 1 : 0);
+        Gauge("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.", shard.IsLeader ? 1 : 0);
         Gauge("etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", shard.QuotaBytes);
-        Gauge("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.", dbSize);
-        Gauge("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", dbSize);
-        Gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", keys);
-        Gauge("etcd_debugging_mvcc_current_revision", "The current revision of store.", revision);
-        Gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", Math.Max(0, compacted));
-        Gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", streams);
-        Gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", watchers);
-        Gauge("kvjournal_shard_size_bytes", "The shard's size as its quota counts it (dbSize).", dbSize, $"{{shard=\"{shard.Name}\"}}");
+        Gauge("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.", shard.DbSizeBytes);
+        Gauge("etcd_mvcc_db_total_size_in_use_in_bytes", "Total size of the underlying database logically in use in bytes.", shard.DbSizeBytes);
+        Gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", shard.Keys);
+        Gauge("etcd_debugging_mvcc_current_revision", "The current revision of store.", shard.Revision);
+        Gauge("etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", shard.CompactRevision);
+        Gauge("etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", shard.WatchStreams);
+        Gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", shard.Watchers);
+        Gauge("kvjournal_shard_size_bytes", "The shard's size as its quota counts it (dbSize).", shard.DbSizeBytes, $"{{shard=\"{shard.Name}\"}}");
         Gauge("kvjournal_shard_quota_bytes", "The shard's quota in bytes.", shard.QuotaBytes, $"{{shard=\"{shard.Name}\"}}");
         Gauge("kvjournal_journal_applied_position", "Journal position of the last applied entry.", shard.AppliedPosition, $"{{shard=\"{shard.Name}\"}}");
         // The runtime's own costs, as etcd exports Go's (go_gc_duration_seconds, go_memstats_*).
