@@ -202,7 +202,7 @@ public sealed partial class NatsJournal : IJournal
         byte[] message = MessageFrame.Encode(entries);
         var opts = NewMessageId();
         var deadline = batch[0].Deadline; // the oldest entry's
-        DateTime? stuckSince = null;
+        var idSince = DateTime.UtcNow;
         Exception? last = null;
         while (!_stopping.IsCancellationRequested && DateTime.UtcNow < deadline)
         {
@@ -224,27 +224,23 @@ public sealed partial class NatsJournal : IJournal
                 Fail(batch, new JournalUnavailableException($"the journal refused the entry: {ex.Error.Description}", ex));
                 return;
             }
-            catch (NatsJSApiException ex) when (ex.Error.ErrCode == DuplicateInProcess)
-            {
-                // After a leader change a stream leader can answer "duplicate message id is in
-                // process" for a message it staged and then dropped, for as long as minutes. Past a
-                // short wait the message goes again under a new id: if the first copy does land
-                // after all, the applier skips its entries (same member and request ids).
-                last = ex;
-                stuckSince ??= DateTime.UtcNow;
-                if (DateTime.UtcNow - stuckSince > StuckMessagePatience)
-                {
-                    if (_logger.IsEnabled(LogLevel.Warning)) _logger.LogWarning("journal: NATS stream {Stream} holds message id {MsgId} as in process since {Seconds:0.0} s; publishing it again under a new id", _stream, opts.MsgId, (DateTime.UtcNow - stuckSince.Value).TotalSeconds);
-                    opts = NewMessageId();
-                    stuckSince = null;
-                }
-                if (DateTime.UtcNow < deadline) await Task.Delay(RetryInterval, _stopping.Token).ConfigureAwait(false);
-            }
             catch (Exception ex) when (ex is not OperationCanceledException || !_stopping.IsCancellationRequested)
             {
                 last = ex;
-                Reachable(false, ex);
-                // The same message id again: if the first publish was stored, the server answers with its sequence.
+                // After a leader change a stream leader can hold a message id it staged and then
+                // dropped as "in process" for minutes: a retry under it is refused (10158) or never
+                // answered, while a message under a new id is stored at once. So each id gets a
+                // bounded time; then the message goes again under a new one. A first copy that
+                // lands after all is harmless: the applier skips entries it applied (member and request id).
+                if (DateTime.UtcNow - idSince > MessageIdPatience)
+                {
+                    if (_logger.IsEnabled(LogLevel.Information)) _logger.LogInformation("journal: NATS stream {Stream} has not acknowledged message id {MsgId} within {Seconds:0.0} s ({Reason}); publishing it again under a new id", _stream, opts.MsgId, MessageIdPatience.TotalSeconds, ex.Message);
+                    opts = NewMessageId();
+                    idSince = DateTime.UtcNow;
+                }
+                // A stream that answers "in process" is there; it only holds this id.
+                if (ex is not NatsJSApiException { Error.ErrCode: DuplicateInProcess }) Reachable(false, ex);
+                // Until then the same message id again: if the first publish was stored, the server answers with its sequence.
                 if (DateTime.UtcNow < deadline) await Task.Delay(RetryInterval, _stopping.Token).ConfigureAwait(false);
             }
         }
@@ -256,8 +252,9 @@ public sealed partial class NatsJournal : IJournal
     // JetStream's JSStreamDuplicateMessageConflict: a message with this id is still being stored.
     private const int DuplicateInProcess = 10158;
 
-    // A message really in process is stored within a Raft round trip; one refused this long was dropped.
-    private static readonly TimeSpan StuckMessagePatience = TimeSpan.FromSeconds(1);
+    // A message really in process is stored within a Raft round trip; one unacknowledged this long
+    // under one id goes again under a new one (a NATS election after kill -9 takes 4-9 s).
+    private static readonly TimeSpan MessageIdPatience = TimeSpan.FromSeconds(2);
 
     private NatsJSPubOpts NewMessageId() => new() { MsgId = _msgIdPrefix + Interlocked.Increment(ref _batches).ToString(System.Globalization.CultureInfo.InvariantCulture) };
 
