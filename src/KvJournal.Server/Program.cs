@@ -30,10 +30,11 @@ public static class Program
         }
 
         // SIGINT and SIGTERM stop the host (its console lifetime); the server then closes the journal.
-        await using var server = new KvJournalServer(options);
+        var server = new KvJournalServer(options);
+        await using var stopServer = server.ConfigureAwait(false);
         try
         {
-            await server.StartAsync(CancellationToken.None);
+            await server.StartAsync(CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is KvJournal.Journal.JournalDamagedException or KvJournal.Journal.JournalUnavailableException or InvalidDataException or IOException)
         {
@@ -43,7 +44,7 @@ public static class Program
             return 1;
         }
         Console.Error.WriteLine($"kvjournal: member {options.Name} ready to serve client requests on {string.Join(",", options.ListenClientUrls)} (data dir {Path.GetFullPath(options.EffectiveDataDir)})");
-        await server.WaitForShutdownAsync(CancellationToken.None);
+        await server.WaitForShutdownAsync(CancellationToken.None).ConfigureAwait(false);
         Console.Error.WriteLine($"kvjournal: member {options.Name} stopped");
         return 0;
     }

@@ -191,9 +191,16 @@ public sealed class NatsCluster : IAsyncDisposable
         return null;
     }
 
+    // A test stops only the processes it started: a node of this cluster.
+    private void Own(Node n)
+    {
+        if (!_nodes.Contains(n)) throw new ArgumentException($"node {n.Name} is not one of this cluster's", nameof(n));
+    }
+
     /// <summary>kill -9 of one node: nothing it had not fsynced survives.</summary>
     public async Task KillAsync(Node n)
     {
+        Own(n);
         if (n.Process is { HasExited: false } p)
         {
             p.Kill();
@@ -204,6 +211,7 @@ public sealed class NatsCluster : IAsyncDisposable
     /// <summary>A graceful stop (SIGTERM): the node hands its leaderships over first.</summary>
     public async Task StopAsync(Node n)
     {
+        Own(n);
         if (n.Process is { HasExited: false } p)
         {
             using (var term = Process.Start("kill", ["-TERM", p.Id.ToString(CultureInfo.InvariantCulture)])) await term.WaitForExitAsync();

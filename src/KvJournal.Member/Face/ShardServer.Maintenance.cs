@@ -80,9 +80,11 @@ public sealed partial class ShardServer
         string path = Path.Combine(Path.GetFullPath(limits.ScratchDir), $"snapshot-{Guid.NewGuid():N}.tmp");
         try
         {
-            await using (var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous))
+            var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
+            await using (file.ConfigureAwait(false))
                 await SnapshotWriter.WriteAsync(shard, file, cancellationToken).ConfigureAwait(false);
-            await using var read = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan);
+            var read = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan);
+            await using var closeRead = read.ConfigureAwait(false);
             long remaining = read.Length;
             var buffer = new byte[1 << 20];
             while (remaining > 0)

@@ -56,7 +56,7 @@ public static class SnapshotWriter
         return header.Revision;
     }
 
-    private static byte[] Delimited(IMessage message)
+    private static byte[] Delimited(SnapshotRecord message)
     {
         int size = message.CalculateSize();
         var bytes = new byte[CodedOutputStream.ComputeLengthSize(size) + size];

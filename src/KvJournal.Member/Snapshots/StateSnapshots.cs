@@ -64,7 +64,8 @@ internal sealed class StateSnapshots(Shard shard)
                 StateSnapshot.Write(output, view);
             }, cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
             var written = clock.Elapsed;
-            await using (var input = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan))
+            var input = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan);
+            await using (input.ConfigureAwait(false))
             {
                 await shard.Journal.PutSnapshotAsync(position, input, cancellationToken).ConfigureAwait(false);
             }
@@ -89,7 +90,8 @@ internal sealed class StateSnapshots(Shard shard)
     public static async Task<string> DownloadAsync(Stream data, CancellationToken cancellationToken)
     {
         string file = TempFile();
-        await using var output = new FileStream(file, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
+        var output = new FileStream(file, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
+        await using var closeOutput = output.ConfigureAwait(false);
         await data.CopyToAsync(output, cancellationToken).ConfigureAwait(false);
         return file;
     }

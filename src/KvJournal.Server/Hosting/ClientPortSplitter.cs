@@ -70,7 +70,8 @@ public sealed class ClientPortSplitter
         if (Http1Endpoint is not { } target) return;
         using var socket = new Socket(target.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         await socket.ConnectAsync(target, connection.ConnectionClosed).ConfigureAwait(false);
-        await using var backend = new NetworkStream(socket, ownsSocket: false);
+        var backend = new NetworkStream(socket, ownsSocket: false);
+        await using var closeBackend = backend.ConfigureAwait(false);
         var toBackend = Task.Run(async () =>
         {
             try { await connection.Transport.Input.CopyToAsync(backend, connection.ConnectionClosed).ConfigureAwait(false); }

@@ -107,7 +107,7 @@ public sealed class TxnExecutor(ILeaseLookup leases)
         return true;
     }
 
-    private static IList<RequestOp> Branch(TxnRequest t, bool succeeded) => succeeded ? t.Success : t.Failure;
+    private static Google.Protobuf.Collections.RepeatedField<RequestOp> Branch(TxnRequest t, bool succeeded) => succeeded ? t.Success : t.Failure;
 
     // Pre-order: this txn's outcome, then the paths of the nested txns of the chosen branch.
     private static void DecidePath(MvccStore.MvccTxn txn, TxnRequest t, List<bool> path)
