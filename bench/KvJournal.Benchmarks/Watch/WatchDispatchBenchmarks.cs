@@ -30,7 +30,7 @@ public class WatchDispatchBenchmarks
     {
         _store = new MvccStore();
         _applier = RangeBenchmarks.NewApplier(_store);
-        _hub = new WatchHub(_store, TimeSpan.FromHours(1));
+        _hub = new WatchHub(_store, TimeSpan.FromHours(1), TimeProvider.System);
         var key = ByteString.CopyFromUtf8("/registry/leases/kube-node-lease/node-1");
         for (int s = 0; s < Streams; s++)
         {

@@ -29,7 +29,7 @@ public sealed class AutoCompactor
         _retention = retention;
         _keepRevisions = keepRevisions;
         _logger = shard.Logs.CreateLogger("KvJournal.Compaction");
-        _failures = new DutyFailures(_logger, "auto-compaction");
+        _failures = new DutyFailures(_logger, "auto-compaction", _shard.Time);
     }
 
     private readonly ILogger _logger;

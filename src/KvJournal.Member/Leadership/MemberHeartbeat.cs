@@ -12,7 +12,7 @@ namespace KvJournal.Member.Leadership;
 internal sealed class MemberHeartbeat(Shard shard, MemberAnnounce announce)
 {
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(1);
-    private readonly DutyFailures _failures = new(shard.Logs.CreateLogger("KvJournal.Member"), "heartbeat");
+    private readonly DutyFailures _failures = new(shard.Logs.CreateLogger("KvJournal.Member"), "heartbeat", shard.Time);
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {

@@ -20,7 +20,7 @@ internal sealed class LeaseExpiry(Shard shard)
 {
     private const int PerRound = 500;
     private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(500);
-    private readonly DutyFailures _failures = new(shard.Logs.CreateLogger("KvJournal.Lease"), "lease expiry");
+    private readonly DutyFailures _failures = new(shard.Logs.CreateLogger("KvJournal.Lease"), "lease expiry", shard.Time);
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {

@@ -9,11 +9,11 @@ namespace KvJournal.Member.Logging;
 /// once a minute with how often it happened meanwhile, and the first success after failures once.
 /// So an operator sees an outage begin and end without a line per retry.
 /// </summary>
-internal sealed class DutyFailures(ILogger logger, string duty)
+internal sealed class DutyFailures(ILogger logger, string duty, TimeProvider time)
 {
     private static readonly TimeSpan RepeatEvery = TimeSpan.FromMinutes(1);
     private string? _last;
-    private DateTime _loggedAt;
+    private DateTimeOffset _loggedAt;
     private int _since;
 
     public void Failed(Exception ex) => Failed(ex.Message, ex);
@@ -33,7 +33,7 @@ internal sealed class DutyFailures(ILogger logger, string duty)
 
     private void Failed(string reason, Exception? ex = null)
     {
-        var now = DateTime.UtcNow;
+        var now = time.GetUtcNow();
         if (reason == _last && now - _loggedAt < RepeatEvery)
         {
             _since++;

@@ -83,7 +83,7 @@ public sealed class Shard
             LeaseTable = Leases,
             Clock = () => options.Time.GetUtcNow().ToUnixTimeMilliseconds(),
         };
-        Watches = new WatchHub(Store, options.ProgressNotifyInterval);
+        Watches = new WatchHub(Store, options.ProgressNotifyInterval, options.Time);
         Renewals = new LeaseRenewals(this);
         _tailer = new ShardTailer(journal, Store, _applier, Watches, _pending, _applied, options.MemberId,
             options.Logs.CreateLogger("KvJournal.Apply"));

@@ -23,7 +23,7 @@ internal sealed class StateSnapshots(Shard shard)
     private static readonly TimeSpan SlowSnapshot = TimeSpan.FromSeconds(10);
     private readonly ILogger _logger = shard.Logs.CreateLogger("KvJournal.Snapshot");
     private long _atEntries;
-    private readonly DutyFailures _failures = new(shard.Logs.CreateLogger("KvJournal.Snapshot"), "state snapshot");
+    private readonly DutyFailures _failures = new(shard.Logs.CreateLogger("KvJournal.Snapshot"), "state snapshot", shard.Time);
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {

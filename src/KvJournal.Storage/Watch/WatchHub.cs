@@ -38,12 +38,15 @@ public sealed partial class WatchHub : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly Task _catchUp;
     private readonly Task _progress;
+    private readonly TimeProvider _time;
     private long _notified;
     private Exception? _stopped;
 
-    public WatchHub(MvccStore store, TimeSpan progressNotifyInterval)
+    /// <param name="time">The clock of the progress notifications.</param>
+    public WatchHub(MvccStore store, TimeSpan progressNotifyInterval, TimeProvider time)
     {
         _store = store;
+        _time = time;
         _notified = store.CurrentRevision;
         _catchUp = Task.Run(() => CatchUpLoopAsync(_stopping.Token));
         _progress = Task.Run(() => ProgressLoopAsync(progressNotifyInterval, _stopping.Token));
