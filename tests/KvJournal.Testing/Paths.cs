@@ -25,6 +25,8 @@ public static class Paths
 
     public static string Etcdctl => Require(Path.Combine(EtcdBin, "etcdctl"));
 
+    public static string Etcdutl => Require(Path.Combine(EtcdBin, "etcdutl"));
+
     public static string NewTempDir(string prefix)
     {
         string dir = Path.Combine(Path.GetTempPath(), "kvjournal-tests", $"{prefix}-{Guid.NewGuid():N}");
