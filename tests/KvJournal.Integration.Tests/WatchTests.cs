@@ -304,4 +304,37 @@ public sealed class WatchTests
         var r = await s.NextAsync();
         Assert.Equal("x", Assert.Single(r.Events).Kv.Key.ToStringUtf8());
     }
+
+    /// <summary>
+    /// A member that restarts from a state snapshot covering its last write replays a watch from
+    /// a past revision at once (it used to take the revision for a future one until the next write).
+    /// </summary>
+    [Fact]
+    public async Task AfterARestartFromASnapshotAWatchFromAPastRevisionReplaysHistory()
+    {
+        string dir = Paths.NewTempDir("kvj-watch-restart");
+        try
+        {
+            await using (var kvj = await KvJournalProcess.StartAsync(dir, "--snapshot-count", "100"))
+            {
+                for (int i = 0; i < 120; i++) await kvj.Kv.PutAsync(new PutRequest { Key = B($"r/{i}"), Value = B("v") });
+                string snapshots = Path.Combine(dir, "journal", "snapshots");
+                var deadline = DateTime.UtcNow.AddSeconds(30);
+                while (!Directory.Exists(snapshots) || Directory.GetFiles(snapshots, "*.snap").Length == 0) await Task.Delay(20).WaitAsync(deadline - DateTime.UtcNow);
+                await kvj.KillAsync();
+            }
+            await using (var kvj = await KvJournalProcess.StartAsync(dir))
+            {
+                await using var watch = new WatchSession(kvj.Channel);
+                await watch.WatchAsync(WatchSession.Create("r/", "r0", startRevision: 2));
+                var first = await watch.NextAsync(TimeSpan.FromSeconds(10));
+                Assert.Equal("r/0", first.Events[0].Kv.Key.ToStringUtf8());
+                Assert.Equal(2, first.Events[0].Kv.ModRevision);
+            }
+        }
+        finally
+        {
+            Paths.DeleteDir(dir);
+        }
+    }
 }

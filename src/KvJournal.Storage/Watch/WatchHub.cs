@@ -52,6 +52,16 @@ public sealed partial class WatchHub : IAsyncDisposable
         _progress = Task.Run(() => ProgressLoopAsync(progressNotifyInterval, _stopping.Token));
     }
 
+    /// <summary>
+    /// The store was loaded from a snapshot (a member's own, or a keyspace imported from etcd)
+    /// before any watcher: watchers start from its revision, and one asking for an older one
+    /// replays the history the snapshot holds instead of waiting for it as a future revision.
+    /// </summary>
+    public void Restored()
+    {
+        lock (_lock) _notified = _store.CurrentRevision;
+    }
+
     /// <summary>Open streams and their watchers (for metrics).</summary>
     public (int Streams, int Watchers) Counts()
     {
