@@ -46,6 +46,12 @@ public sealed record ShardOptions(ulong MemberId, int MaxRequestBytes, TimeSpan 
 
     /// <summary>Where the shard's parts log (apply faults, the reason apply stopped).</summary>
     public ILoggerFactory Logs { get; init; } = NullLoggerFactory.Instance;
+
+    /// <summary>
+    /// A state snapshot imported from etcd (kvjournal snapshot restore) that covers no journal
+    /// entry: the shard starts from it while its journal holds no snapshot of its own.
+    /// </summary>
+    public string? ImportedState { get; init; }
 }
 
 /// <summary>
@@ -258,6 +264,7 @@ public sealed class Shard
                 try
                 {
                     long position = StateSnapshot.Read(file, Store, Leases, _applier);
+                    Watches.Restored();
                     _applied.Advance(position);
                     StartedFromSnapshot = position;
                     return;
@@ -269,6 +276,16 @@ public sealed class Shard
             }
         }
         if (damaged is not null) throw new JournalDamagedException($"{damaged}, and no older snapshot is left to start from");
+        // No snapshot yet: a keyspace imported from etcd (kvjournal snapshot restore) is the state
+        // before the journal's first entry, until a snapshot covers it.
+        if (_options.ImportedState is { } imported && File.Exists(imported))
+        {
+            StateSnapshot.Verify(imported);
+            StartedFromSnapshot = StateSnapshot.Read(imported, Store, Leases, _applier);
+            Watches.Restored();
+            if (logger.IsEnabled(LogLevel.Information))
+                logger.LogInformation("starting from the keyspace imported from etcd ({File}): revision {Revision}, compacted at {Compacted}", imported, Store.CurrentRevision, Store.CompactRevision);
+        }
     }
 
     /// <summary>

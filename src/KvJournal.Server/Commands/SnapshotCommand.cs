@@ -1,23 +1,32 @@
 using System.Globalization;
+using KvJournal.Server.Hosting;
 using KvJournal.Storage.Bbolt;
 using KvJournal.Storage.EtcdDb;
 
 namespace KvJournal.Server.Commands;
 
 /// <summary>
-/// `kvjournal snapshot status FILE [-w simple|json]`: etcdutl's report of an etcd snapshot (what
-/// `etcdctl snapshot save` wrote), with the same figures and the same output formats.
+/// etcd snapshots (what `etcdctl snapshot save` wrote, a bbolt file) offline:
+/// `kvjournal snapshot status FILE` reports it as etcdutl does; `kvjournal snapshot restore FILE
+/// --data-dir DIR` makes a member's data directory that serves its keyspace at etcd's revisions.
 /// </summary>
 public static class SnapshotCommand
 {
     public const string Usage = """
         Usage:
           kvjournal snapshot status FILE [-w simple|json]   hash, revision, keys and size of an etcd snapshot, as etcdutl prints them
+          kvjournal snapshot restore FILE --data-dir DIR    a new member data dir holding the snapshot's keyspace, revisions, leases and users
         """;
 
-    public static int Run(string[] args)
+    public static Task<int> RunAsync(string[] args) => (args.Length > 0 ? args[0] : "") switch
     {
-        if (args.Length < 1 || args[0] != "status") return Fail($"unknown snapshot command {(args.Length > 0 ? args[0] : "(none)")}\n{Usage}", 2);
+        "status" => Task.FromResult(Status(args)),
+        "restore" => RestoreAsync(args),
+        _ => Task.FromResult(Fail($"unknown snapshot command {(args.Length > 0 ? args[0] : "(none)")}\n{Usage}", 2)),
+    };
+
+    private static int Status(string[] args)
+    {
         string? file = null, format = "simple";
         for (int i = 1; i < args.Length; i++)
         {
@@ -42,6 +51,47 @@ public static class SnapshotCommand
             ? $"{{\"hash\":{status.Hash},\"revision\":{status.Revision},\"totalKey\":{status.TotalKey},\"totalSize\":{status.TotalSize}}}"
             : $"{status.Hash:x}, {status.Revision}, {status.TotalKey}, {HumanBytes(status.TotalSize)}");
         return 0;
+    }
+
+    private static async Task<int> RestoreAsync(string[] args)
+    {
+        string? file = null, dataDir = null;
+        for (int i = 1; i < args.Length; i++)
+        {
+            if (args[i] == "--data-dir" && i + 1 < args.Length) dataDir = args[++i];
+            else if (args[i].StartsWith("--data-dir=", StringComparison.Ordinal)) dataDir = args[i]["--data-dir=".Length..];
+            else if (file is null && !args[i].StartsWith('-')) file = args[i];
+            else return Fail($"unexpected argument {args[i]}\n{Usage}", 2);
+        }
+        if (file is null || dataDir is null) return Fail($"snapshot restore needs a snapshot file and --data-dir\n{Usage}", 2);
+        // As etcdutl: never over an existing member.
+        if (Directory.Exists(dataDir) && Directory.EnumerateFileSystemEntries(dataDir).Any()) return Fail($"data-dir {dataDir} exists and is not empty", 1);
+        string target = ServerOptions.ImportedStatePath(dataDir), scratch = target + ".tmp";
+        try
+        {
+            Directory.CreateDirectory(dataDir);
+            EtcdDbImport.Summary summary;
+            using (var db = BboltFile.Open(file))
+            {
+                var output = new FileStream(scratch, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16);
+                await using (output.ConfigureAwait(false))
+                {
+                    summary = EtcdDbImport.Write(db, output, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+                    // On the device before it takes the file's name: a member never starts from half of it.
+                    output.Flush(flushToDisk: true);
+                }
+            }
+            File.Move(scratch, target);
+            Console.Out.WriteLine($"restored {file} into {dataDir}: revision {summary.Revision} (compacted at {summary.CompactRevision}), " +
+                $"{summary.Keys} keys in {summary.Versions} versions, {summary.Leases} leases, {summary.Users} users, {summary.Roles} roles, auth {(summary.AuthEnabled ? "enabled" : "disabled")}");
+            return 0;
+        }
+        catch (Exception ex) when (ex is BboltFormatException or IOException or UnauthorizedAccessException)
+        {
+            // Nothing half-made is left to start a member on.
+            Directory.Delete(dataDir, recursive: true);
+            return Fail($"{file}: {ex.Message}", 1);
+        }
     }
 
     private static int Fail(string message, int code)

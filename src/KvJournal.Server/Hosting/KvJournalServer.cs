@@ -61,6 +61,9 @@ public sealed class KvJournalServer : IAsyncDisposable
         string dataDir = Path.GetFullPath(_options.EffectiveDataDir);
         Directory.CreateDirectory(dataDir);
         ulong memberId = MemberIdentity.LoadOrCreate(dataDir);
+        // Members sharing a NATS journal would each start from their own copy, or not at all: refuse.
+        if (_options.UsesNats && File.Exists(ServerOptions.ImportedStatePath(dataDir)))
+            throw new InvalidDataException($"{ServerOptions.ImportedStatePath(dataDir)} holds a keyspace imported from etcd, which only a member on the embedded journal starts from; loading one into a NATS journal is not supported yet");
         // The default keyspace keeps its journal at data-dir/journal; each further shard has its own.
         await OpenShardAsync("default", Path.Combine(dataDir, "journal"), _options.ListenClientUrls, _options.AdvertiseClientUrls, memberId, cancellationToken).ConfigureAwait(false);
         foreach (var spec in _options.Shards)
@@ -147,6 +150,7 @@ public sealed class KvJournalServer : IAsyncDisposable
             SnapshotCount = _options.SnapshotCount,
             AuthTokenTtl = _options.AuthTokenTtl,
             Logs = _logs,
+            ImportedState = name == "default" ? ServerOptions.ImportedStatePath(Path.GetFullPath(_options.EffectiveDataDir)) : null,
             ClientUrls = [.. advertise.Select(u => u.GetLeftPart(UriPartial.Authority))],
             PeerUrls = [.. _options.AdvertisePeerUrls.Select(u => u.GetLeftPart(UriPartial.Authority))],
         }, cancellationToken).ConfigureAwait(false);

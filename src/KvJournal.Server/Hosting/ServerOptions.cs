@@ -93,6 +93,9 @@ public sealed partial record ServerOptions
     public const int GrpcOverheadBytes = 512 * 1024;
 
     public string EffectiveDataDir => DataDir ?? $"{Name}.etcd";
+
+    /// <summary>Where `kvjournal snapshot restore` leaves the keyspace imported from etcd in a data dir (the default shard starts from it).</summary>
+    public static string ImportedStatePath(string dataDir) => Path.Combine(dataDir, "imported-from-etcd.state");
     public long EffectiveQuotaBytes => QuotaBackendBytes > 0 ? QuotaBackendBytes : 2L * 1024 * 1024 * 1024;
 
     /// <summary>

@@ -4,9 +4,10 @@ using System.Text;
 namespace KvJournal.Storage.Auth;
 
 /// <summary>
-/// Password hashes as stored in a user record: PBKDF2-HMAC-SHA256 from the .NET runtime (etcd uses
-/// bcrypt, which .NET does not ship), as "pbkdf2-sha256$iterations$salt$hash" with base64 parts.
-/// Hashing and checking run in the API layer, outside any lock: the journal only sees hashes.
+/// Password hashes as stored in a user record: PBKDF2-HMAC-SHA256 from the .NET runtime, as
+/// "pbkdf2-sha256$iterations$salt$hash" with base64 parts; and etcd's bcrypt hashes ("$2a$..."),
+/// which users imported from etcd keep, checked with BCrypt.Net. Hashing and checking run in the
+/// shard's face, outside any lock: the journal only sees hashes.
 /// </summary>
 public static class PasswordHash
 {
@@ -27,7 +28,9 @@ public static class PasswordHash
     /// <summary>Whether <paramref name="password"/> matches <paramref name="stored"/> (false for anything malformed).</summary>
     public static bool Verify(string password, ReadOnlySpan<byte> stored)
     {
-        string[] parts = Encoding.ASCII.GetString(stored).Split('$');
+        string text = Encoding.ASCII.GetString(stored);
+        if (text.StartsWith("$2", StringComparison.Ordinal)) return VerifyBcrypt(password, text);
+        string[] parts = text.Split('$');
         if (parts.Length != 4 || parts[0] != Scheme || !int.TryParse(parts[1], out int iterations) || iterations <= 0) return false;
         try
         {
@@ -37,6 +40,19 @@ public static class PasswordHash
             return CryptographicOperations.FixedTimeEquals(actual, expected);
         }
         catch (FormatException)
+        {
+            return false;
+        }
+    }
+
+    // etcd's own hashes: bcrypt ($2a$, $2b$, $2y$), as Go's x/crypto/bcrypt writes them.
+    private static bool VerifyBcrypt(string password, string hash)
+    {
+        try
+        {
+            return BCrypt.Net.BCrypt.Verify(password, hash);
+        }
+        catch (BCrypt.Net.SaltParseException)
         {
             return false;
         }

@@ -1,0 +1,155 @@
+using Etcdserverpb;
+using Google.Protobuf;
+using Grpc.Core;
+using KvJournal.Testing;
+using Xunit;
+
+namespace KvJournal.Integration.Tests;
+
+/// <summary>
+/// Moving in from etcd with every revision kept: a workload on the reference etcd, `etcdctl
+/// snapshot save`, `kvjournal snapshot restore` into a new data dir, a member started on it; then
+/// both answer the same at every retained revision, replay the same watch history, hold the same
+/// leases, let the same users in, and give the next write the same revision.
+/// </summary>
+public sealed class EtcdImportTests
+{
+    private static ByteString B(string s) => ByteString.CopyFromUtf8(s);
+
+    private static async Task<string> SaveAndRestoreAsync(ReferenceEtcdProcess etcd, params string[] credentials)
+    {
+        string dir = Paths.NewTempDir("etcd-import");
+        string snapshot = Path.Combine(dir, "etcd.db");
+        var saved = await Etcdctl.RunAsync(etcd.Endpoint, null, [.. credentials, "snapshot", "save", snapshot]);
+        Assert.True(saved.ExitCode == 0, saved.Stderr);
+        string dataDir = Path.Combine(dir, "member");
+        var (exit, output) = await KvJournalProcess.RunToExitAsync(TimeSpan.FromSeconds(60), "snapshot", "restore", snapshot, "--data-dir", dataDir);
+        Assert.True(exit == 0, output);
+        return dataDir;
+    }
+
+    [Fact]
+    public async Task AnImportedSnapshotAnswersAsEtcdAtEveryRetainedRevisionAndGoesOnFromItsRevision()
+    {
+        await using var etcd = await ReferenceEtcdProcess.StartAsync();
+        var leases = new Lease.LeaseClient(etcd.Channel);
+        var lease = await leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = 900 });
+        for (int i = 0; i < 60; i++) await etcd.Kv.PutAsync(new PutRequest { Key = B($"k/{i % 20}"), Value = B($"v{i}"), Lease = i % 7 == 0 ? lease.ID : 0 });
+        await etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = B("k/3") });
+        await etcd.Kv.TxnAsync(new TxnRequest
+        {
+            Success = { new RequestOp { RequestPut = new PutRequest { Key = B("k/t1"), Value = B("a") } }, new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = B("k/4") } }, new RequestOp { RequestPut = new PutRequest { Key = B("k/t2"), Value = B("b") } } },
+        });
+        long compactAt = (await etcd.Kv.PutAsync(new PutRequest { Key = B("k/5"), Value = B("before compaction") })).Header.Revision;
+        await etcd.Kv.CompactAsync(new CompactionRequest { Revision = compactAt - 20 });
+        for (int i = 0; i < 15; i++) await etcd.Kv.PutAsync(new PutRequest { Key = B($"k/{i}"), Value = B($"after{i}") });
+        await etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = B("k/1"), RangeEnd = B("k/2") });
+        long head = (await etcd.Kv.RangeAsync(new RangeRequest { Key = B("k/") })).Header.Revision;
+
+        string dataDir = await SaveAndRestoreAsync(etcd);
+        await using var kvj = await KvJournalProcess.StartAsync(dataDir);
+        try
+        {
+            // Every retained revision, and the compacted one below them.
+            for (long rev = compactAt - 20; rev <= head; rev++)
+            {
+                var request = new RangeRequest { Key = B("k/"), RangeEnd = B("k0"), Revision = rev };
+                Assert.Equal(Kvs(await etcd.Kv.RangeAsync(request)), Kvs(await kvj.Kv.RangeAsync(request)));
+            }
+            var below = new RangeRequest { Key = B("k/"), RangeEnd = B("k0"), Revision = compactAt - 21 };
+            var theirs = await Assert.ThrowsAsync<RpcException>(() => etcd.Kv.RangeAsync(below).ResponseAsync);
+            var ours = await Assert.ThrowsAsync<RpcException>(() => kvj.Kv.RangeAsync(below).ResponseAsync);
+            Assert.Equal(theirs.Status.Detail, ours.Status.Detail);
+
+            // A watch from just above the compaction replays the same history.
+            var kvjHistory = await HistoryAsync(kvj, compactAt - 19, head);
+            var etcdHistory = await HistoryAsync(etcd, compactAt - 19, head);
+            Assert.Equal(etcdHistory, kvjHistory);
+
+            // The same leases, with their keys and granted TTL (a restored lease's deadline starts again).
+            var ttl = new LeaseTimeToLiveRequest { ID = lease.ID, Keys = true };
+            var etcdLease = await leases.LeaseTimeToLiveAsync(ttl);
+            var kvjLease = await new Lease.LeaseClient(kvj.Channel).LeaseTimeToLiveAsync(ttl);
+            Assert.Equal(etcdLease.GrantedTTL, kvjLease.GrantedTTL);
+            Assert.Equal(etcdLease.Keys, kvjLease.Keys);
+            Assert.InRange(kvjLease.TTL, 800, 900);
+
+            // And the next write gets etcd's next revision.
+            var next = new PutRequest { Key = B("k/next"), Value = B("v") };
+            Assert.Equal((await etcd.Kv.PutAsync(next)).Header.Revision, (await kvj.Kv.PutAsync(next)).Header.Revision);
+        }
+        finally
+        {
+            Paths.DeleteDir(Path.GetDirectoryName(dataDir)!);
+        }
+    }
+
+    [Fact]
+    public async Task ImportedUsersLogInWithTheirEtcdPasswordsAndKeepTheirPermissions()
+    {
+        await using var etcd = await ReferenceEtcdProcess.StartAsync();
+        var auth = new Auth.AuthClient(etcd.Channel);
+        await etcd.Kv.PutAsync(new PutRequest { Key = B("app/a"), Value = B("1") });
+        await etcd.Kv.PutAsync(new PutRequest { Key = B("secret"), Value = B("2") });
+        await auth.UserAddAsync(new AuthUserAddRequest { Name = "root", Password = "rootpw" });
+        await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "root", Role = "root" });
+        await auth.RoleAddAsync(new AuthRoleAddRequest { Name = "reader" });
+        await auth.RoleGrantPermissionAsync(new AuthRoleGrantPermissionRequest
+        {
+            Name = "reader",
+            Perm = new Authpb.Permission { PermType = Authpb.Permission.Types.Type.Read, Key = B("app/"), RangeEnd = B("app0") },
+        });
+        await auth.UserAddAsync(new AuthUserAddRequest { Name = "alice", Password = "alicepw" });
+        await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "alice", Role = "reader" });
+        await auth.AuthEnableAsync(new AuthEnableRequest());
+
+        string dataDir = await SaveAndRestoreAsync(etcd, "--user", "root:rootpw");
+        await using var kvj = await KvJournalProcess.StartAsync(dataDir);
+        try
+        {
+            foreach (var server in new ServerProcess[] { etcd, kvj })
+            {
+                var client = new Auth.AuthClient(server.Channel);
+                var token = (await client.AuthenticateAsync(new AuthenticateRequest { Name = "alice", Password = "alicepw" })).Token;
+                var headers = new Metadata { { "token", token } };
+                Assert.Equal("1", (await server.Kv.RangeAsync(new RangeRequest { Key = B("app/a") }, headers)).Kvs[0].Value.ToStringUtf8());
+                var denied = await Assert.ThrowsAsync<RpcException>(() => server.Kv.RangeAsync(new RangeRequest { Key = B("secret") }, headers).ResponseAsync);
+                Assert.Equal("etcdserver: permission denied", denied.Status.Detail);
+                var wrong = await Assert.ThrowsAsync<RpcException>(() => client.AuthenticateAsync(new AuthenticateRequest { Name = "alice", Password = "nope" }).ResponseAsync);
+                Assert.Equal("etcdserver: authentication failed, invalid user ID or password", wrong.Status.Detail);
+                var root = new Metadata { { "token", (await client.AuthenticateAsync(new AuthenticateRequest { Name = "root", Password = "rootpw" })).Token } };
+                Assert.True((await client.AuthStatusAsync(new AuthStatusRequest(), root)).Enabled);
+                Assert.Equal(["alice", "root"], (await client.UserListAsync(new AuthUserListRequest(), root)).Users);
+            }
+        }
+        finally
+        {
+            Paths.DeleteDir(Path.GetDirectoryName(dataDir)!);
+        }
+    }
+
+    private static List<string> Kvs(RangeResponse r) =>
+        [$"rev {r.Header.Revision} count {r.Count}", .. r.Kvs.Select(kv => $"{kv.Key.ToStringUtf8()}={kv.Value.ToStringUtf8()} c{kv.CreateRevision} m{kv.ModRevision} v{kv.Version} l{kv.Lease}")];
+
+    // Every event from `from` up to `head`, as one list of lines.
+    private static async Task<List<string>> HistoryAsync(ServerProcess server, long from, long head)
+    {
+        await using var watch = new WatchSession(server.Channel);
+        var created = await watch.WatchAsync(WatchSession.Create("k/", "k0", startRevision: from, prevKv: true));
+        var events = new List<string>();
+        long seen = 0;
+        while (seen < head)
+        {
+            WatchResponse response;
+            try { response = await watch.NextAsync(TimeSpan.FromSeconds(10)); }
+            catch (TimeoutException) { throw new InvalidOperationException($"stuck at {seen} of {head} after {created}:\n{string.Join("\n", events)}"); }
+            foreach (var e in response.Events)
+            {
+                events.Add($"{e.Type} {e.Kv.Key.ToStringUtf8()}={e.Kv.Value.ToStringUtf8()} m{e.Kv.ModRevision} v{e.Kv.Version} prev {e.PrevKv?.Value.ToStringUtf8()} m{e.PrevKv?.ModRevision}");
+                seen = e.Kv.ModRevision;
+            }
+        }
+        Assert.True(created.Created);
+        return events;
+    }
+}
