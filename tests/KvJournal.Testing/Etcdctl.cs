@@ -70,9 +70,13 @@ public static class Etcdctl
         return null;
     }
 
-    public static async Task<Result> RunAsync(string endpoint, string? stdin, params string[] args)
+    public static Task<Result> RunAsync(string endpoint, string? stdin, params string[] args) =>
+        RunToExitAsync(StartInfo(endpoint, ["--command-timeout=20s", .. args]), stdin);
+
+    /// <summary>Runs one of etcd's tools to its exit (within 60 s, else it is killed) and returns what it printed.</summary>
+    internal static async Task<Result> RunToExitAsync(ProcessStartInfo psi, string? stdin)
     {
-        using var p = Process.Start(StartInfo(endpoint, ["--command-timeout=20s", .. args]))!;
+        using var p = Process.Start(psi)!;
         if (stdin is not null) await p.StandardInput.WriteAsync(stdin);
         p.StandardInput.Close();
         var stdout = p.StandardOutput.ReadToEndAsync();
@@ -85,7 +89,7 @@ public static class Etcdctl
         catch (OperationCanceledException)
         {
             p.Kill();
-            throw new TimeoutException($"etcdctl {string.Join(' ', args)} did not finish in 60 s");
+            throw new TimeoutException($"{Path.GetFileName(psi.FileName)} {string.Join(' ', psi.ArgumentList)} did not finish in 60 s");
         }
         return new Result(p.ExitCode, await stdout, await stderr);
     }
