@@ -56,7 +56,8 @@ public interface IJournal : IAsyncDisposable
     /// <summary>
     /// The newest snapshot covering a position below <paramref name="belowPosition"/>
     /// (<see cref="long.MaxValue"/>: the newest of all), or null when there is none. The caller
-    /// disposes it. A member whose newest snapshot is damaged asks for the one before it.
+    /// disposes it. A member whose newest snapshot is damaged asks for the one before it. Below
+    /// every snapshot there may be a state imported from etcd, which covers no entry (position -1).
     /// </summary>
     Task<JournalSnapshot?> GetSnapshotAsync(long belowPosition, CancellationToken cancellationToken);
 

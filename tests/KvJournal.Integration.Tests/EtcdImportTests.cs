@@ -128,6 +128,48 @@ public sealed class EtcdImportTests
         }
     }
 
+    /// <summary>
+    /// Into a NATS journal shared by several members: every member starts from the imported
+    /// keyspace at etcd's revisions, and writes go on from etcd's next revision. A second restore
+    /// into the same (no longer new) stream is refused.
+    /// </summary>
+    [Fact]
+    public async Task ASnapshotRestoredIntoANatsJournalServesEveryMemberOnIt()
+    {
+        await using var etcd = await ReferenceEtcdProcess.StartAsync();
+        for (int i = 0; i < 30; i++) await etcd.Kv.PutAsync(new PutRequest { Key = B($"n/{i % 10}"), Value = B($"v{i}") });
+        long past = (await etcd.Kv.PutAsync(new PutRequest { Key = B("n/past"), Value = B("p") })).Header.Revision;
+        await etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = B("n/0") });
+        string dir = Paths.NewTempDir("etcd-import-nats");
+        string snapshot = Path.Combine(dir, "etcd.db");
+        try
+        {
+            Assert.Equal(0, (await Etcdctl.RunAsync(etcd.Endpoint, null, "snapshot", "save", snapshot)).ExitCode);
+            await using var nats = await NatsCluster.StartAsync();
+            var (exit, output) = await KvJournalProcess.RunToExitAsync(TimeSpan.FromSeconds(90), "snapshot", "restore", snapshot, "--journal-endpoints", nats.Endpoints);
+            Assert.True(exit == 0, output);
+
+            await using var m0 = await KvJournalProcess.StartAsync(null, "--name", "m0", "--journal-endpoints", nats.Endpoints);
+            await using var m1 = await KvJournalProcess.StartAsync(null, "--name", "m1", "--journal-endpoints", nats.Endpoints);
+            var atPast = new RangeRequest { Key = B("n/"), RangeEnd = B("n0"), Revision = past };
+            var expected = Kvs(await etcd.Kv.RangeAsync(atPast));
+            Assert.Equal(expected, Kvs(await m0.Kv.RangeAsync(atPast)));
+            Assert.Equal(expected, Kvs(await m1.Kv.RangeAsync(atPast)));
+            var next = new PutRequest { Key = B("n/next"), Value = B("v") };
+            long written = (await m0.Kv.PutAsync(next)).Header.Revision;
+            Assert.Equal((await etcd.Kv.PutAsync(next)).Header.Revision, written);
+            Assert.Equal(written, (await m1.Kv.RangeAsync(new RangeRequest { Key = B("n/next") })).Kvs[0].ModRevision);
+
+            var (again, refusal) = await KvJournalProcess.RunToExitAsync(TimeSpan.FromSeconds(90), "snapshot", "restore", snapshot, "--journal-endpoints", nats.Endpoints);
+            Assert.Equal(1, again);
+            Assert.Contains("is not new", refusal);
+        }
+        finally
+        {
+            Paths.DeleteDir(dir);
+        }
+    }
+
     private static List<string> Kvs(RangeResponse r) =>
         [$"rev {r.Header.Revision} count {r.Count}", .. r.Kvs.Select(kv => $"{kv.Key.ToStringUtf8()}={kv.Value.ToStringUtf8()} c{kv.CreateRevision} m{kv.ModRevision} v{kv.Version} l{kv.Lease}")];
 

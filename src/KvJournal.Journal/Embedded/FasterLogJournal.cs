@@ -66,6 +66,21 @@ public sealed partial class FasterLogJournal : IJournal
     /// what can be read (the operator's way out, --unsafe-accept-journal-loss); otherwise such a
     /// log refuses to open with <see cref="JournalDamagedException"/>.
     /// </param>
+    /// <summary>
+    /// Puts a state that covers no entry (a keyspace imported from etcd) where a journal about to
+    /// be made in <paramref name="directory"/> finds it as its first snapshot (position -1). The
+    /// log itself is left for the member to make at its first start, with its own settings;
+    /// refused (<see cref="InvalidOperationException"/>) where a journal exists already.
+    /// </summary>
+    public static async Task PutImportedStateAsync(string directory, Stream state, CancellationToken cancellationToken)
+    {
+        if (Directory.Exists(directory) && Directory.EnumerateFiles(directory).Any())
+            throw new InvalidOperationException($"{directory} holds a journal already: an imported state only goes into a new one");
+        await new SnapshotFiles(Path.Combine(directory, SnapshotsFolder)).PutImportedAsync(state, cancellationToken).ConfigureAwait(false);
+    }
+
+    private const string SnapshotsFolder = "snapshots";
+
     public FasterLogJournal(string directory, int maxEntryBytes, ILogger? logger = null, bool acceptLoss = false, TimeProvider? time = null)
     {
         Directory.CreateDirectory(directory);
@@ -80,7 +95,7 @@ public sealed partial class FasterLogJournal : IJournal
         if (markProblem is not null) _logger.LogWarning("journal: {Problem}; it is ignored", markProblem);
         if (mark is { } before) CheckFilesHold(before.Position);
         _instance = LogInstance.Open(directory, maxEntryBytes);
-        _snapshots = new SnapshotFiles(Path.Combine(directory, "snapshots"));
+        _snapshots = new SnapshotFiles(Path.Combine(directory, SnapshotsFolder));
         (_lastEnqueued, _lastSequence) = FindLastEntry(_instance.Log, mark);
         (_lastDurable, _durableSequence) = (_lastEnqueued, _lastSequence);
         _tailMark = DurableTailMark.Open(directory, _time);

@@ -86,6 +86,47 @@ public sealed partial class NatsJournal
             data.Position = 0;
             return new JournalSnapshot(positions[i], data, $"NATS object {_snapshotBucket}/{SnapshotName(positions[i])}");
         }
-        return null;
+        // Below every snapshot, a state imported from etcd, which covers no entry.
+        if (belowPosition <= ImportedPosition) return null;
+        try
+        {
+            await store.GetInfoAsync(ImportedName, showDeleted: false, cancellationToken).ConfigureAwait(false);
+        }
+        catch (NatsObjNotFoundException)
+        {
+            return null;
+        }
+        string imported = Path.Combine(Path.GetTempPath(), $"kvjournal-nats-snapshot-{Guid.NewGuid():N}");
+        var importedData = new FileStream(imported, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.DeleteOnClose | FileOptions.Asynchronous);
+        await store.GetAsync(ImportedName, importedData, leaveOpen: true, cancellationToken).ConfigureAwait(false);
+        importedData.Position = 0;
+        return new JournalSnapshot(ImportedPosition, importedData, $"NATS object {_snapshotBucket}/{ImportedName}");
+    }
+
+    // The position an imported state covers (none), and its object's name (no position parses from it).
+    private const long ImportedPosition = -1;
+    private const string ImportedName = "imported";
+
+    /// <summary>
+    /// Stores a state that covers no entry (a keyspace imported from etcd) for every member of
+    /// this shard to start from; refused (<see cref="InvalidOperationException"/>) unless the
+    /// stream holds no message and no snapshot yet.
+    /// </summary>
+    public async Task PutImportedStateAsync(Stream state, CancellationToken cancellationToken)
+    {
+        var info = await _js.GetStreamAsync(_stream, cancellationToken: cancellationToken).ConfigureAwait(false);
+        var store = await SnapshotsAsync(cancellationToken).ConfigureAwait(false);
+        bool hasImported = true;
+        try
+        {
+            await store.GetInfoAsync(ImportedName, showDeleted: false, cancellationToken).ConfigureAwait(false);
+        }
+        catch (NatsObjNotFoundException)
+        {
+            hasImported = false;
+        }
+        if (info.Info.State.LastSeq > 0 || hasImported || (await SnapshotPositionsAsync(store, cancellationToken).ConfigureAwait(false)).Count > 0)
+            throw new InvalidOperationException($"NATS stream {_stream} is not new (it has {info.Info.State.LastSeq} messages or a snapshot): an imported state only goes into a new one");
+        await store.PutAsync(ImportedName, state, leaveOpen: true, cancellationToken).ConfigureAwait(false);
     }
 }

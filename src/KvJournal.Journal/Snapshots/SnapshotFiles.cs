@@ -78,7 +78,10 @@ public sealed class SnapshotFiles
         file.Flush(flushToDisk: true);
     }
 
-    /// <summary>The newest snapshot covering a position below <paramref name="belowPosition"/>, or null.</summary>
+    /// <summary>
+    /// The newest snapshot covering a position below <paramref name="belowPosition"/>, or null;
+    /// below them all, the imported state (position -1) when there is one.
+    /// </summary>
     public JournalSnapshot? OpenNewest(long belowPosition = long.MaxValue)
     {
         var positions = Positions();
@@ -86,10 +89,32 @@ public sealed class SnapshotFiles
         {
             long position = positions[i];
             if (position >= belowPosition) continue;
-            string path = PathOf(position);
-            return new JournalSnapshot(position, new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan), path);
+            return Open(position, PathOf(position));
         }
-        return null;
+        string imported = Path.Combine(_directory, ImportedFile);
+        return belowPosition > ImportedPosition && File.Exists(imported) ? Open(ImportedPosition, imported) : null;
+    }
+
+    private static JournalSnapshot Open(long position, string path) =>
+        new(position, new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan), path);
+
+    /// <summary>The position a state imported from another store covers: none (it comes before the first entry).</summary>
+    public const long ImportedPosition = -1;
+
+    private const string ImportedFile = "imported" + Suffix;
+
+    /// <summary>
+    /// Stores a state that covers no entry (a keyspace imported from etcd), durably; refused
+    /// (<see cref="InvalidOperationException"/>) when the directory holds any snapshot already.
+    /// </summary>
+    public async Task PutImportedAsync(Stream state, CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(_directory);
+        if (Positions().Count > 0 || File.Exists(Path.Combine(_directory, ImportedFile)))
+            throw new InvalidOperationException($"{_directory} holds snapshots already: an imported state only goes into a new journal");
+        string path = Path.Combine(_directory, ImportedFile), tmp = path + ".tmp";
+        await Task.Factory.StartNew(() => Copy(state, tmp, cancellationToken), cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
+        File.Move(tmp, path);
     }
 
     private string PathOf(long position) => Path.Combine(_directory, position.ToString("D20", CultureInfo.InvariantCulture) + Suffix);

@@ -47,11 +47,6 @@ public sealed record ShardOptions(ulong MemberId, int MaxRequestBytes, TimeSpan 
     /// <summary>Where the shard's parts log (apply faults, the reason apply stopped).</summary>
     public ILoggerFactory Logs { get; init; } = NullLoggerFactory.Instance;
 
-    /// <summary>
-    /// A state snapshot imported from etcd (kvjournal snapshot restore) that covers no journal
-    /// entry: the shard starts from it while its journal holds no snapshot of its own.
-    /// </summary>
-    public string? ImportedState { get; init; }
 }
 
 /// <summary>
@@ -267,6 +262,9 @@ public sealed class Shard
                     Watches.Restored();
                     _applied.Advance(position);
                     StartedFromSnapshot = position;
+                    // Position -1: a keyspace imported from etcd (kvjournal snapshot restore), before the first entry.
+                    if (position < 0 && logger.IsEnabled(LogLevel.Information))
+                        logger.LogInformation("starting from the keyspace imported from etcd ({Source}): revision {Revision}, compacted at {Compacted}", snapshot.Source, Store.CurrentRevision, Store.CompactRevision);
                     return;
                 }
                 finally
@@ -276,16 +274,6 @@ public sealed class Shard
             }
         }
         if (damaged is not null) throw new JournalDamagedException($"{damaged}, and no older snapshot is left to start from");
-        // No snapshot yet: a keyspace imported from etcd (kvjournal snapshot restore) is the state
-        // before the journal's first entry, until a snapshot covers it.
-        if (_options.ImportedState is { } imported && File.Exists(imported))
-        {
-            StateSnapshot.Verify(imported);
-            StartedFromSnapshot = StateSnapshot.Read(imported, Store, Leases, _applier);
-            Watches.Restored();
-            if (logger.IsEnabled(LogLevel.Information))
-                logger.LogInformation("starting from the keyspace imported from etcd ({File}): revision {Revision}, compacted at {Compacted}", imported, Store.CurrentRevision, Store.CompactRevision);
-        }
     }
 
     /// <summary>

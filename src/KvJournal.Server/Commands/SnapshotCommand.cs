@@ -1,7 +1,10 @@
 using System.Globalization;
+using KvJournal.Journal.Embedded;
+using KvJournal.Journal.Nats;
 using KvJournal.Server.Hosting;
 using KvJournal.Storage.Bbolt;
 using KvJournal.Storage.EtcdDb;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace KvJournal.Server.Commands;
 
@@ -16,6 +19,7 @@ public static class SnapshotCommand
         Usage:
           kvjournal snapshot status FILE [-w simple|json]   hash, revision, keys and size of an etcd snapshot, as etcdutl prints them
           kvjournal snapshot restore FILE --data-dir DIR    a new member data dir holding the snapshot's keyspace, revisions, leases and users
+          kvjournal snapshot restore FILE --journal-endpoints nats://...  the same into a new NATS journal, for every member on it
         """;
 
     public static Task<int> RunAsync(string[] args) => (args.Length > 0 ? args[0] : "") switch
@@ -53,43 +57,57 @@ public static class SnapshotCommand
         return 0;
     }
 
+    // restore FILE, then the member flags that say where its journal is: --data-dir (embedded) or --journal-endpoints (NATS).
     private static async Task<int> RestoreAsync(string[] args)
     {
-        string? file = null, dataDir = null;
-        for (int i = 1; i < args.Length; i++)
-        {
-            if (args[i] == "--data-dir" && i + 1 < args.Length) dataDir = args[++i];
-            else if (args[i].StartsWith("--data-dir=", StringComparison.Ordinal)) dataDir = args[i]["--data-dir=".Length..];
-            else if (file is null && !args[i].StartsWith('-')) file = args[i];
-            else return Fail($"unexpected argument {args[i]}\n{Usage}", 2);
-        }
-        if (file is null || dataDir is null) return Fail($"snapshot restore needs a snapshot file and --data-dir\n{Usage}", 2);
-        // As etcdutl: never over an existing member.
-        if (Directory.Exists(dataDir) && Directory.EnumerateFileSystemEntries(dataDir).Any()) return Fail($"data-dir {dataDir} exists and is not empty", 1);
-        string target = ServerOptions.ImportedStatePath(dataDir), scratch = target + ".tmp";
+        if (args.Length < 2 || args[1].StartsWith('-')) return Fail($"snapshot restore needs a snapshot file\n{Usage}", 2);
+        string file = args[1];
+        ServerOptions options;
         try
         {
-            Directory.CreateDirectory(dataDir);
+            options = ServerOptions.Parse(args[2..]);
+        }
+        catch (ArgumentException ex)
+        {
+            return Fail($"{ex.Message}\n{Usage}", 2);
+        }
+        if (!options.UsesNats && options.DataDir is null) return Fail($"snapshot restore needs --data-dir (or --journal-endpoints for a NATS journal)\n{Usage}", 2);
+        string dataDir = options.EffectiveDataDir;
+        // As etcdutl: never over an existing member.
+        if (!options.UsesNats && Directory.Exists(dataDir) && Directory.EnumerateFileSystemEntries(dataDir).Any()) return Fail($"data-dir {dataDir} exists and is not empty", 1);
+        string scratch = Path.Combine(Path.GetTempPath(), $"kvjournal-import-{Guid.NewGuid():N}.state");
+        bool made = !options.UsesNats && !Directory.Exists(dataDir);
+        try
+        {
             EtcdDbImport.Summary summary;
             using (var db = BboltFile.Open(file))
             {
-                var output = new FileStream(scratch, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16);
+                var output = new FileStream(scratch, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.DeleteOnClose);
                 await using (output.ConfigureAwait(false))
                 {
                     summary = EtcdDbImport.Write(db, output, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
-                    // On the device before it takes the file's name: a member never starts from half of it.
-                    output.Flush(flushToDisk: true);
+                    output.Position = 0;
+                    if (options.UsesNats)
+                    {
+                        var journal = await NatsJournal.OpenAsync(options.NatsJournalOptions(0), "default", NullLogger.Instance, CancellationToken.None).ConfigureAwait(false);
+                        await using (journal.ConfigureAwait(false))
+                            await journal.PutImportedStateAsync(output, CancellationToken.None).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        await FasterLogJournal.PutImportedStateAsync(Path.Combine(dataDir, "journal"), output, CancellationToken.None).ConfigureAwait(false);
+                    }
                 }
             }
-            File.Move(scratch, target);
-            Console.Out.WriteLine($"restored {file} into {dataDir}: revision {summary.Revision} (compacted at {summary.CompactRevision}), " +
+            string into = options.UsesNats ? $"NATS stream {NatsJournal.StreamName("default")}" : dataDir;
+            Console.Out.WriteLine($"restored {file} into {into}: revision {summary.Revision} (compacted at {summary.CompactRevision}), " +
                 $"{summary.Keys} keys in {summary.Versions} versions, {summary.Leases} leases, {summary.Users} users, {summary.Roles} roles, auth {(summary.AuthEnabled ? "enabled" : "disabled")}");
             return 0;
         }
-        catch (Exception ex) when (ex is BboltFormatException or IOException or UnauthorizedAccessException)
+        catch (Exception ex) when (ex is BboltFormatException or IOException or UnauthorizedAccessException or InvalidOperationException or KvJournal.Journal.JournalUnavailableException)
         {
             // Nothing half-made is left to start a member on.
-            Directory.Delete(dataDir, recursive: true);
+            if (made && Directory.Exists(dataDir)) Directory.Delete(dataDir, recursive: true);
             return Fail($"{file}: {ex.Message}", 1);
         }
     }

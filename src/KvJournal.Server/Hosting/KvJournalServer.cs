@@ -61,9 +61,6 @@ public sealed class KvJournalServer : IAsyncDisposable
         string dataDir = Path.GetFullPath(_options.EffectiveDataDir);
         Directory.CreateDirectory(dataDir);
         ulong memberId = MemberIdentity.LoadOrCreate(dataDir);
-        // Members sharing a NATS journal would each start from their own copy, or not at all: refuse.
-        if (_options.UsesNats && File.Exists(ServerOptions.ImportedStatePath(dataDir)))
-            throw new InvalidDataException($"{ServerOptions.ImportedStatePath(dataDir)} holds a keyspace imported from etcd, which only a member on the embedded journal starts from; loading one into a NATS journal is not supported yet");
         // The default keyspace keeps its journal at data-dir/journal; each further shard has its own.
         await OpenShardAsync("default", Path.Combine(dataDir, "journal"), _options.ListenClientUrls, _options.AdvertiseClientUrls, memberId, cancellationToken).ConfigureAwait(false);
         foreach (var spec in _options.Shards)
@@ -140,7 +137,7 @@ public sealed class KvJournalServer : IAsyncDisposable
         // Each shard is one JetStream stream (named after the shard), or an embedded FasterLog;
         // both with room for the entry framing around the largest request.
         IJournal journal = _options.UsesNats
-            ? await NatsJournal.OpenAsync(NatsOptions(memberId), name, _logs.CreateLogger("KvJournal.Journal"), cancellationToken).ConfigureAwait(false)
+            ? await NatsJournal.OpenAsync(_options.NatsJournalOptions(memberId), name, _logs.CreateLogger("KvJournal.Journal"), cancellationToken).ConfigureAwait(false)
             : new FasterLogJournal(journalDir, _options.MaxRequestBytes + 64 * 1024, _logs.CreateLogger("KvJournal.Journal"), _options.UnsafeAcceptJournalLoss);
         var shard = await Shard.OpenAsync(journal, new ShardOptions(memberId, _options.MaxRequestBytes, _options.WatchProgressNotifyInterval)
         {
@@ -150,7 +147,6 @@ public sealed class KvJournalServer : IAsyncDisposable
             SnapshotCount = _options.SnapshotCount,
             AuthTokenTtl = _options.AuthTokenTtl,
             Logs = _logs,
-            ImportedState = name == "default" ? ServerOptions.ImportedStatePath(Path.GetFullPath(_options.EffectiveDataDir)) : null,
             ClientUrls = [.. advertise.Select(u => u.GetLeftPart(UriPartial.Authority))],
             PeerUrls = [.. _options.AdvertisePeerUrls.Select(u => u.GetLeftPart(UriPartial.Authority))],
         }, cancellationToken).ConfigureAwait(false);
@@ -159,20 +155,6 @@ public sealed class KvJournalServer : IAsyncDisposable
         if (AutoCompaction(shard) is { } compactor) hosted.Compacting = Task.Run(() => compactor.RunAsync(_stopping.Token), CancellationToken.None);
         _shards.Add(hosted);
     }
-
-    private NatsJournalOptions NatsOptions(ulong memberId) => new()
-    {
-        Servers = _options.JournalEndpoints,
-        Replicas = _options.JournalReplicas,
-        MemberId = memberId,
-        MaxEntryBytes = _options.MaxRequestBytes + 64 * 1024,
-        RequestTimeout = _options.JournalRequestTimeout,
-        User = _options.JournalUser,
-        Password = _options.JournalPasswordFile is { } file ? File.ReadAllText(file).TrimEnd('\r', '\n') : null,
-        CaFile = _options.JournalCaFile,
-        CertFile = _options.JournalCertFile,
-        KeyFile = _options.JournalKeyFile,
-    };
 
     private AutoCompactor? AutoCompaction(Shard shard)
     {

@@ -1,4 +1,5 @@
 using System.Globalization;
+using KvJournal.Journal.Nats;
 
 namespace KvJournal.Server.Hosting;
 
@@ -94,8 +95,20 @@ public sealed partial record ServerOptions
 
     public string EffectiveDataDir => DataDir ?? $"{Name}.etcd";
 
-    /// <summary>Where `kvjournal snapshot restore` leaves the keyspace imported from etcd in a data dir (the default shard starts from it).</summary>
-    public static string ImportedStatePath(string dataDir) => Path.Combine(dataDir, "imported-from-etcd.state");
+    /// <summary>How a member (or `kvjournal snapshot restore`) reaches the NATS journal the --journal-* flags name.</summary>
+    public NatsJournalOptions NatsJournalOptions(ulong memberId) => new()
+    {
+        Servers = JournalEndpoints,
+        Replicas = JournalReplicas,
+        MemberId = memberId,
+        MaxEntryBytes = MaxRequestBytes + 64 * 1024,
+        RequestTimeout = JournalRequestTimeout,
+        User = JournalUser,
+        Password = JournalPasswordFile is { } file ? File.ReadAllText(file).TrimEnd('\r', '\n') : null,
+        CaFile = JournalCaFile,
+        CertFile = JournalCertFile,
+        KeyFile = JournalKeyFile,
+    };
     public long EffectiveQuotaBytes => QuotaBackendBytes > 0 ? QuotaBackendBytes : 2L * 1024 * 1024 * 1024;
 
     /// <summary>
