@@ -78,29 +78,35 @@ public sealed partial class NatsJournal
         var positions = await WhileRecoveringAsync(() => SnapshotPositionsAsync(store, cancellationToken), cancellationToken).ConfigureAwait(false);
         for (int i = positions.Count - 1; i >= 0; i--)
         {
-            if (positions[i] >= belowPosition) continue;
-            // Downloaded whole into a file of its own (deleted on close): snapshots may be large.
-            string file = Path.Combine(Path.GetTempPath(), $"kvjournal-nats-snapshot-{Guid.NewGuid():N}");
-            var data = new FileStream(file, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.DeleteOnClose | FileOptions.Asynchronous);
-            await store.GetAsync(SnapshotName(positions[i]), data, leaveOpen: true, cancellationToken).ConfigureAwait(false);
-            data.Position = 0;
-            return new JournalSnapshot(positions[i], data, $"NATS object {_snapshotBucket}/{SnapshotName(positions[i])}");
+            if (positions[i] < belowPosition) return await DownloadAsync(store, SnapshotName(positions[i]), positions[i], cancellationToken).ConfigureAwait(false);
         }
         // Below every snapshot, a state imported from etcd, which covers no entry.
-        if (belowPosition <= ImportedPosition) return null;
+        return belowPosition > ImportedPosition && await WhileRecoveringAsync(() => HasImportedAsync(store, cancellationToken), cancellationToken).ConfigureAwait(false)
+            ? await DownloadAsync(store, ImportedName, ImportedPosition, cancellationToken).ConfigureAwait(false)
+            : null;
+    }
+
+    // Downloaded whole into a file of its own (deleted on close): snapshots may be large.
+    private async Task<JournalSnapshot> DownloadAsync(INatsObjStore store, string name, long position, CancellationToken cancellationToken)
+    {
+        string file = Path.Combine(Path.GetTempPath(), $"kvjournal-nats-snapshot-{Guid.NewGuid():N}");
+        var data = new FileStream(file, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.DeleteOnClose | FileOptions.Asynchronous);
+        await store.GetAsync(name, data, leaveOpen: true, cancellationToken).ConfigureAwait(false);
+        data.Position = 0;
+        return new JournalSnapshot(position, data, $"NATS object {_snapshotBucket}/{name}");
+    }
+
+    private static async Task<bool> HasImportedAsync(INatsObjStore store, CancellationToken cancellationToken)
+    {
         try
         {
             await store.GetInfoAsync(ImportedName, showDeleted: false, cancellationToken).ConfigureAwait(false);
+            return true;
         }
         catch (NatsObjNotFoundException)
         {
-            return null;
+            return false;
         }
-        string imported = Path.Combine(Path.GetTempPath(), $"kvjournal-nats-snapshot-{Guid.NewGuid():N}");
-        var importedData = new FileStream(imported, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.DeleteOnClose | FileOptions.Asynchronous);
-        await store.GetAsync(ImportedName, importedData, leaveOpen: true, cancellationToken).ConfigureAwait(false);
-        importedData.Position = 0;
-        return new JournalSnapshot(ImportedPosition, importedData, $"NATS object {_snapshotBucket}/{ImportedName}");
     }
 
     // The position an imported state covers (none), and its object's name (no position parses from it).
@@ -116,16 +122,7 @@ public sealed partial class NatsJournal
     {
         var info = await _js.GetStreamAsync(_stream, cancellationToken: cancellationToken).ConfigureAwait(false);
         var store = await SnapshotsAsync(cancellationToken).ConfigureAwait(false);
-        bool hasImported = true;
-        try
-        {
-            await store.GetInfoAsync(ImportedName, showDeleted: false, cancellationToken).ConfigureAwait(false);
-        }
-        catch (NatsObjNotFoundException)
-        {
-            hasImported = false;
-        }
-        if (info.Info.State.LastSeq > 0 || hasImported || (await SnapshotPositionsAsync(store, cancellationToken).ConfigureAwait(false)).Count > 0)
+        if (info.Info.State.LastSeq > 0 || await HasImportedAsync(store, cancellationToken).ConfigureAwait(false) || (await SnapshotPositionsAsync(store, cancellationToken).ConfigureAwait(false)).Count > 0)
             throw new InvalidOperationException($"NATS stream {_stream} is not new (it has {info.Info.State.LastSeq} messages or a snapshot): an imported state only goes into a new one");
         await store.PutAsync(ImportedName, state, leaveOpen: true, cancellationToken).ConfigureAwait(false);
     }
