@@ -22,9 +22,18 @@ public sealed class NatsJournalTests
     private static async Task<List<KvJournalProcess>> MembersAsync(NatsCluster nats, int count, params string[] extra)
     {
         var members = new List<KvJournalProcess>();
-        for (int i = 0; i < count; i++)
-            members.Add(await KvJournalProcess.StartAsync(null, ["--name", $"m{i}", "--journal-endpoints", nats.Endpoints, .. extra]));
-        return members;
+        try
+        {
+            for (int i = 0; i < count; i++)
+                members.Add(await KvJournalProcess.StartAsync(null, ["--name", $"m{i}", "--journal-endpoints", nats.Endpoints, .. extra]));
+            return members;
+        }
+        catch
+        {
+            // The members that did come up stop with the failed start.
+            await DisposeAllAsync(members);
+            throw;
+        }
     }
 
     private static async Task DisposeAllAsync(IEnumerable<KvJournalProcess> members)

@@ -35,8 +35,17 @@ public sealed class SharedJournalTests
         public static async Task<Cluster> StartAsync(int members, params string[] memberArgs)
         {
             var cluster = new Cluster { _memberArgs = memberArgs, Nats = await NatsCluster.StartAsync() };
-            for (int i = 0; i < members; i++) await cluster.AddMemberAsync($"m{i}");
-            return cluster;
+            try
+            {
+                for (int i = 0; i < members; i++) await cluster.AddMemberAsync($"m{i}");
+                return cluster;
+            }
+            catch
+            {
+                // A member that does not come up must not leave the nats-server nodes and the other members running.
+                await cluster.DisposeAsync();
+                throw;
+            }
         }
 
         private readonly List<string> _memberDirs = [];
