@@ -44,8 +44,7 @@ public sealed partial class ShardServer
         if (!TxnExecutor.IsReadOnly(request)) return await WriteTxnAsync(user, request, cancellationToken).ConfigureAwait(false);
         // A read-only txn needs no journal entry (etcd serves it locally too).
         Check(user, (shard.Leases, request), static (auth, u, s) => AuthChecks.Txn(auth, s.Leases, u, s.request));
-        if (!TxnExecutor.IsSerializable(request)) await shard.WaitLinearizableAsync(cancellationToken).ConfigureAwait(false);
-        var (error, response) = shard.Read(txn => (shard.Txns.Txn(txn, request, out var r), r));
+        var (error, response) = await ReadAsync(TxnExecutor.IsSerializable(request), txn => (shard.Txns.Txn(txn, request, out var r), r), cancellationToken).ConfigureAwait(false);
         Ok(error);
         Fill(response!.Header);
         return response;

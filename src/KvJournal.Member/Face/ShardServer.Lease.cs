@@ -75,10 +75,9 @@ public sealed partial class ShardServer
         string user = UserOf(who);
         RequireUser(user);
         Check(user, (shard.Leases, request.ID), static (auth, u, s) => AuthChecks.LeaseKeys(auth, s.Leases, u, s.ID, write: false));
-        await shard.WaitLinearizableAsync(cancellationToken).ConfigureAwait(false);
-        long now = shard.NowUnixMs();
-        var response = shard.Read(txn =>
+        var response = await ReadAsync(serializable: false, txn =>
         {
+            long now = shard.NowUnixMs();
             var r = new LeaseTimeToLiveResponse { Header = new ResponseHeader { Revision = txn.ReadRevision }, ID = request.ID };
             var lease = shard.Leases.Get(request.ID);
             if (lease is null)
@@ -96,7 +95,7 @@ public sealed partial class ShardServer
                 r.Keys.AddRange(keys);
             }
             return r;
-        });
+        }, cancellationToken).ConfigureAwait(false);
         Fill(response.Header);
         return response;
     }
