@@ -67,7 +67,7 @@ public sealed partial class ShardServer
     public Task<AuthUserAddResponse> UserAddAsync(AuthUserAddRequest request, CallerIdentity who, CancellationToken cancellationToken)
     {
         var entry = request.Clone();
-        if (entry.Options?.NoPassword != true) entry.HashedPassword = PasswordHash.Hash(entry.Password);
+        if (entry.Options?.NoPassword != true) entry.HashedPassword = PasswordHash.Hash(entry.Password, limits.BcryptCost);
         entry.Password = "";
         return AuthChangeAsync<AuthUserAddResponse>(who, new JournalEntry { UserAdd = entry }, cancellationToken);
     }
@@ -78,7 +78,7 @@ public sealed partial class ShardServer
     public Task<AuthUserChangePasswordResponse> UserChangePasswordAsync(AuthUserChangePasswordRequest request, CallerIdentity who, CancellationToken cancellationToken)
     {
         var entry = request.Clone();
-        entry.HashedPassword = PasswordHash.Hash(entry.Password);
+        entry.HashedPassword = PasswordHash.Hash(entry.Password, limits.BcryptCost);
         entry.Password = "";
         return AuthChangeAsync<AuthUserChangePasswordResponse>(who, new JournalEntry { UserChangePassword = entry }, cancellationToken);
     }

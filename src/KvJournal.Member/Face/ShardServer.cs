@@ -11,7 +11,7 @@ namespace KvJournal.Member.Face;
 /// <param name="MaxTxnOps">--max-txn-ops.</param>
 /// <param name="WatchFragmentAboveBytes">A watch response the client allowed to be fragmented is split above this size (etcd: request limit plus gRPC overhead).</param>
 /// <param name="ScratchDir">Where a snapshot for a client is written before it is sent (in the data directory).</param>
-public sealed record ShardServerOptions(int MaxTxnOps, int WatchFragmentAboveBytes, string ScratchDir);
+public sealed record ShardServerOptions(int MaxTxnOps, int WatchFragmentAboveBytes, string ScratchDir, int BcryptCost = PasswordHash.DefaultCost);
 
 /// <summary>
 /// The one public face of a shard: every etcd request, whichever wire it came on, is served here.

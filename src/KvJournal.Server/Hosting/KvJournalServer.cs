@@ -150,7 +150,7 @@ public sealed class KvJournalServer : IAsyncDisposable
             ClientUrls = [.. advertise.Select(u => u.GetLeftPart(UriPartial.Authority))],
             PeerUrls = [.. _options.AdvertisePeerUrls.Select(u => u.GetLeftPart(UriPartial.Authority))],
         }, cancellationToken).ConfigureAwait(false);
-        var face = new ShardServer(shard, new ShardServerOptions(_options.MaxTxnOps, _options.MaxRequestBytes + ServerOptions.GrpcOverheadBytes, _options.EffectiveDataDir));
+        var face = new ShardServer(shard, new ShardServerOptions(_options.MaxTxnOps, _options.MaxRequestBytes + ServerOptions.GrpcOverheadBytes, _options.EffectiveDataDir, _options.BcryptCost));
         var hosted = new HostedShard(journal, shard, face, listen);
         if (AutoCompaction(shard) is { } compactor) hosted.Compacting = Task.Run(() => compactor.RunAsync(_stopping.Token), CancellationToken.None);
         _shards.Add(hosted);

@@ -65,7 +65,7 @@ public sealed partial record ServerOptions
             : throw new ArgumentException($"invalid value \"{v}\" for flag --{n}: KvJournal serves simple tokens only")),
         new("auth-token-ttl", "N", $"seconds an unused simple token stays valid (default {Defaults.AuthTokenTtl.TotalSeconds:0})",
             (o, n, v) => o with { AuthTokenTtl = TimeSpan.FromSeconds(Number(n, v, 1, int.MaxValue)) }),
-        new("bcrypt-cost", "N", "accepted for etcd compatibility; passwords are hashed with PBKDF2", (o, n, v) => o with { BcryptCost = (int)Number(n, v, 4, 31) }),
+        new("bcrypt-cost", "N", "bcrypt cost of new password hashes (default 10)", (o, n, v) => o with { BcryptCost = (int)Number(n, v, 4, 31) }),
         new("log-level", "LEVEL", $"debug, info, warn, error, panic or fatal (default {Defaults.LogLevel})", (o, n, v) => o with
         {
             LogLevel = v is "debug" or "info" or "warn" or "error" or "panic" or "fatal" ? v : throw new ArgumentException($"invalid value \"{v}\" for flag --{n}: want debug, info, warn, error, panic or fatal"),

@@ -78,8 +78,8 @@ public sealed partial record ServerOptions
     public string? JournalCertFile { get; init; }
     public string? JournalKeyFile { get; init; }
 
-    /// <summary>etcd's --bcrypt-cost, validated and kept for config compatibility: passwords are hashed with PBKDF2.</summary>
-    public int BcryptCost { get; init; } = 10;
+    /// <summary>etcd's --bcrypt-cost: the cost of new password hashes (bcrypt, as etcd's).</summary>
+    public int BcryptCost { get; init; } = KvJournal.Storage.Auth.PasswordHash.DefaultCost;
 
     /// <summary>How long an auth token lives without use (etcd's --auth-token-ttl, seconds; default 300).</summary>
     public TimeSpan AuthTokenTtl { get; init; } = TimeSpan.FromSeconds(300);
