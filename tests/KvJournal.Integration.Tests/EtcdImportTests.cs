@@ -54,7 +54,7 @@ public sealed class EtcdImportTests
             for (long rev = compactAt - 20; rev <= head; rev++)
             {
                 var request = new RangeRequest { Key = B("k/"), RangeEnd = B("k0"), Revision = rev };
-                Assert.Equal(Kvs(await etcd.Kv.RangeAsync(request)), Kvs(await kvj.Kv.RangeAsync(request)));
+                Assert.Equal(KeyspaceAnswers.Kvs(await etcd.Kv.RangeAsync(request)), KeyspaceAnswers.Kvs(await kvj.Kv.RangeAsync(request)));
             }
             var below = new RangeRequest { Key = B("k/"), RangeEnd = B("k0"), Revision = compactAt - 21 };
             var theirs = await Assert.ThrowsAsync<RpcException>(() => etcd.Kv.RangeAsync(below).ResponseAsync);
@@ -62,8 +62,8 @@ public sealed class EtcdImportTests
             Assert.Equal(theirs.Status.Detail, ours.Status.Detail);
 
             // A watch from just above the compaction replays the same history.
-            var kvjHistory = await HistoryAsync(kvj, compactAt - 19, head);
-            var etcdHistory = await HistoryAsync(etcd, compactAt - 19, head);
+            var kvjHistory = await KeyspaceAnswers.HistoryAsync(kvj, "k/", "k0", compactAt - 19, head);
+            var etcdHistory = await KeyspaceAnswers.HistoryAsync(etcd, "k/", "k0", compactAt - 19, head);
             Assert.Equal(etcdHistory, kvjHistory);
 
             // The same leases, with their keys and granted TTL (a restored lease's deadline starts again).
@@ -152,9 +152,9 @@ public sealed class EtcdImportTests
             await using var m0 = await KvJournalProcess.StartAsync(null, "--name", "m0", "--journal-endpoints", nats.Endpoints);
             await using var m1 = await KvJournalProcess.StartAsync(null, "--name", "m1", "--journal-endpoints", nats.Endpoints);
             var atPast = new RangeRequest { Key = B("n/"), RangeEnd = B("n0"), Revision = past };
-            var expected = Kvs(await etcd.Kv.RangeAsync(atPast));
-            Assert.Equal(expected, Kvs(await m0.Kv.RangeAsync(atPast)));
-            Assert.Equal(expected, Kvs(await m1.Kv.RangeAsync(atPast)));
+            var expected = KeyspaceAnswers.Kvs(await etcd.Kv.RangeAsync(atPast));
+            Assert.Equal(expected, KeyspaceAnswers.Kvs(await m0.Kv.RangeAsync(atPast)));
+            Assert.Equal(expected, KeyspaceAnswers.Kvs(await m1.Kv.RangeAsync(atPast)));
             var next = new PutRequest { Key = B("n/next"), Value = B("v") };
             long written = (await m0.Kv.PutAsync(next)).Header.Revision;
             Assert.Equal((await etcd.Kv.PutAsync(next)).Header.Revision, written);
@@ -168,30 +168,5 @@ public sealed class EtcdImportTests
         {
             Paths.DeleteDir(dir);
         }
-    }
-
-    private static List<string> Kvs(RangeResponse r) =>
-        [$"rev {r.Header.Revision} count {r.Count}", .. r.Kvs.Select(kv => $"{kv.Key.ToStringUtf8()}={kv.Value.ToStringUtf8()} c{kv.CreateRevision} m{kv.ModRevision} v{kv.Version} l{kv.Lease}")];
-
-    // Every event from `from` up to `head`, as one list of lines.
-    private static async Task<List<string>> HistoryAsync(ServerProcess server, long from, long head)
-    {
-        await using var watch = new WatchSession(server.Channel);
-        var created = await watch.WatchAsync(WatchSession.Create("k/", "k0", startRevision: from, prevKv: true));
-        var events = new List<string>();
-        long seen = 0;
-        while (seen < head)
-        {
-            WatchResponse response;
-            try { response = await watch.NextAsync(TimeSpan.FromSeconds(10)); }
-            catch (TimeoutException) { throw new InvalidOperationException($"stuck at {seen} of {head} after {created}:\n{string.Join("\n", events)}"); }
-            foreach (var e in response.Events)
-            {
-                events.Add($"{e.Type} {e.Kv.Key.ToStringUtf8()}={e.Kv.Value.ToStringUtf8()} m{e.Kv.ModRevision} v{e.Kv.Version} prev {e.PrevKv?.Value.ToStringUtf8()} m{e.PrevKv?.ModRevision}");
-                seen = e.Kv.ModRevision;
-            }
-        }
-        Assert.True(created.Created);
-        return events;
     }
 }

@@ -260,6 +260,40 @@ public sealed class ReferenceEtcdProcess : ServerProcess
         ReadyAsync(() => new ReferenceEtcdProcess(Ports.Free(), Ports.Free(), Paths.NewTempDir("etcdref"), fsync, extraArgs));
 
     /// <summary>
+    /// etcd started on a data dir that `etcdutl snapshot restore` made from <paramref name="snapshot"/>
+    /// (a file `etcdctl snapshot save` wrote, from etcd or from KvJournal), as an operator moving to
+    /// etcd would. The restore names this member and its peer URL, so each attempt restores afresh.
+    /// </summary>
+    public static async Task<ReferenceEtcdProcess> StartRestoredAsync(string snapshot)
+    {
+        for (int attempt = 1; ; attempt++)
+        {
+            int port = Ports.Free(), peerPort = Ports.Free();
+            string dataDir = Paths.NewTempDir("etcdref-restored");
+            Directory.Delete(dataDir); // etcdutl refuses a data dir that exists
+            string name = $"etcdref-{port}", peer = $"http://127.0.0.1:{peerPort}";
+            var restored = await Etcdutl.RunAsync("snapshot", "restore", snapshot, "--data-dir", dataDir, "--name", name,
+                "--initial-cluster", $"{name}={peer}", "--initial-advertise-peer-urls", peer);
+            if (restored.ExitCode != 0) throw new InvalidOperationException($"etcdutl snapshot restore failed:\n{restored.Stdout}\n{restored.Stderr}");
+            var server = new ReferenceEtcdProcess(port, peerPort, dataDir, fsync: false, []);
+            try
+            {
+                await server.WaitReadyAsync(TimeSpan.FromSeconds(60));
+                return server;
+            }
+            catch (InvalidOperationException) when (attempt < 3 && server.Output.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
+            {
+                await server.DisposeAsync();
+            }
+            catch
+            {
+                await server.DisposeAsync();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>
     /// A cluster of <paramref name="members"/> etcd members on loopback (etcd's own Raft), each
     /// returned once it serves; with <paramref name="fsync"/> as in production.
     /// </summary>

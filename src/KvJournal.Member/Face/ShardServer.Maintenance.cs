@@ -1,7 +1,9 @@
 using Etcdserverpb;
-using KvJournal.Member.Snapshots;
 using KvJournal.Protos.Journal;
 using KvJournal.Storage.Apply;
+using KvJournal.Storage.EtcdDb;
+using KvJournal.Storage.Snapshot;
+using Microsoft.Extensions.Logging;
 
 namespace KvJournal.Member.Face;
 
@@ -69,10 +71,11 @@ public sealed partial class ShardServer
     }
 
     /// <summary>
-    /// Sends a point-in-time snapshot in KvJournal's format (SnapshotWriter) in 1 MiB pieces,
-    /// written to a scratch file first so remaining_bytes is exact. etcdctl snapshot save accepts
-    /// it: it requires the 512-byte alignment and the SHA-256 trailer. etcdutl cannot read it (it
-    /// is not a bbolt file).
+    /// Sends a point-in-time copy of the keyspace as etcd's own database file (EtcdDbExport: a
+    /// bbolt file in etcd 3.5's layout, every retained revision kept), then its SHA-256, as etcd
+    /// does: `etcdctl snapshot save` writes it, and `etcdutl snapshot restore` (or `kvjournal
+    /// snapshot restore`) makes a data dir from it. The state is copied under the read lock (a
+    /// memory copy), then encoded to a scratch file on a thread of its own so writers go on.
     /// </summary>
     public async Task SnapshotAsync(SnapshotRequest request, CallerIdentity who, Func<SnapshotResponse, CancellationToken, Task> send, CancellationToken cancellationToken)
     {
@@ -80,25 +83,31 @@ public sealed partial class ShardServer
         string path = Path.Combine(Path.GetFullPath(limits.ScratchDir), $"snapshot-{Guid.NewGuid():N}.tmp");
         try
         {
-            var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16, FileOptions.Asynchronous);
-            await using (file.ConfigureAwait(false))
-                await SnapshotWriter.WriteAsync(shard, file, cancellationToken).ConfigureAwait(false);
+            var view = shard.Read(_ => StateSnapshot.Capture(shard.Store, shard.Leases, shard.Applier));
+            var written = await Task.Factory.StartNew(() =>
+            {
+                using var output = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16);
+                return EtcdDbExport.Write(view, output);
+            }, cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
+            if (written.UsersWithoutBcrypt > 0)
+                shard.Logs.CreateLogger("KvJournal.Snapshot").LogWarning("snapshot at revision {Revision}: {Users} users have passwords hashed by an older KvJournal (PBKDF2), which etcd cannot check; they log in to etcd only after a new password", written.Revision, written.UsersWithoutBcrypt);
+
             var read = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan);
             await using var closeRead = read.ConfigureAwait(false);
+            using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
             long remaining = read.Length;
             var buffer = new byte[1 << 20];
+            var header = Fill(new ResponseHeader { Revision = written.Revision });
             while (remaining > 0)
             {
                 int n = await read.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
+                if (n == 0) throw new EndOfStreamException($"snapshot file {path} ended early");
                 remaining -= n;
-                await send(new SnapshotResponse
-                {
-                    Header = Fill(new ResponseHeader { Revision = CurrentRevision() }),
-                    RemainingBytes = (ulong)remaining,
-                    Blob = Google.Protobuf.ByteString.CopyFrom(buffer, 0, n),
-                    Version = ServerVersion.Etcd,
-                }, cancellationToken).ConfigureAwait(false);
+                sha.AppendData(buffer, 0, n);
+                await send(new SnapshotResponse { Header = header, RemainingBytes = (ulong)remaining, Blob = Google.Protobuf.ByteString.CopyFrom(buffer, 0, n), Version = ServerVersion.Etcd }, cancellationToken).ConfigureAwait(false);
             }
+            // etcd's last message: the checksum etcdutl verifies before a restore.
+            await send(new SnapshotResponse { Header = header, Blob = Google.Protobuf.ByteString.CopyFrom(sha.GetHashAndReset()), Version = ServerVersion.Etcd }, cancellationToken).ConfigureAwait(false);
         }
         finally
         {

@@ -14,7 +14,7 @@ public sealed class BboltFile : IDisposable
     private const uint Version = 2;
     internal const int PageHeaderSize = 16;
     internal const ushort BranchPage = 0x01, LeafPage = 0x02, MetaPage = 0x04;
-    private const int MetaChecksumOffset = 56;
+    internal const int MetaChecksumOffset = 56;
     // bbolt keeps its trees shallow; a deeper walk means a cycle in a damaged file.
     internal const int MaxDepth = 64;
 
@@ -92,7 +92,7 @@ public sealed class BboltFile : IDisposable
             BinaryPrimitives.ReadUInt64LittleEndian(meta[48..]), null);
     }
 
-    private static ulong Fnv1a64(ReadOnlySpan<byte> bytes)
+    internal static ulong Fnv1a64(ReadOnlySpan<byte> bytes)
     {
         ulong hash = 14695981039346656037UL;
         foreach (byte b in bytes)

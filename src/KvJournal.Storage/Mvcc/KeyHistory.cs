@@ -103,24 +103,28 @@ internal sealed class KeyHistory(ByteString key)
     /// The first version a compaction at <paramref name="compactRevision"/> keeps (<see cref="Count"/>
     /// when it keeps none): the newest at or below it, unless that is a tombstone written before it.
     /// </summary>
-    public int RetainedFrom(long compactRevision)
+    public int RetainedFrom(long compactRevision) => RetainedFrom(Versions, compactRevision);
+
+    /// <summary>The same rule over any versions oldest first (a copied history, as a snapshot holds).</summary>
+    public static int RetainedFrom(ReadOnlySpan<KeyVersion> versions, long compactRevision)
     {
-        int i = IndexAtOrBefore(compactRevision);
+        int i = IndexAtOrBefore(versions, compactRevision);
         if (i < 0) return 0;
         // A tombstone written exactly at the compaction revision stays until the next compaction:
         // a watch from that revision still replays the delete (etcd does the same).
-        ref readonly var v = ref _versions[i];
+        ref readonly var v = ref versions[i];
         return v.IsTombstone && v.ModRevision < compactRevision ? i + 1 : i;
     }
 
-    // Index of the last version with ModRevision ≤ revision, or -1.
-    private int IndexAtOrBefore(long revision)
+    private int IndexAtOrBefore(long revision) => IndexAtOrBefore(Versions, revision);
+
+    private static int IndexAtOrBefore(ReadOnlySpan<KeyVersion> versions, long revision)
     {
-        int lo = 0, hi = _count - 1, found = -1;
+        int lo = 0, hi = versions.Length - 1, found = -1;
         while (lo <= hi)
         {
             int mid = (lo + hi) >>> 1;
-            if (_versions[mid].ModRevision <= revision) { found = mid; lo = mid + 1; }
+            if (versions[mid].ModRevision <= revision) { found = mid; lo = mid + 1; }
             else hi = mid - 1;
         }
         return found;

@@ -1,0 +1,146 @@
+using Etcdserverpb;
+using Google.Protobuf;
+using Grpc.Core;
+using KvJournal.Testing;
+using Xunit;
+
+namespace KvJournal.Integration.Tests;
+
+/// <summary>
+/// The way back to etcd with every revision kept: `etcdctl snapshot save` against KvJournal
+/// writes etcd's own database file; `etcdutl snapshot status` reads it, `etcdutl snapshot
+/// restore` makes a data dir a stock etcd starts on, and that etcd answers as the KvJournal
+/// member did at every retained revision, replays the same watch history, holds the same leases,
+/// lets the same users in and gives the next write the same revision. The same file restored into
+/// a new KvJournal member answers alike too.
+/// </summary>
+public sealed class EtcdExportTests
+{
+    private static ByteString B(string s) => ByteString.CopyFromUtf8(s);
+
+    private static async Task<string> SaveAsync(ServerProcess server, string dir, params string[] credentials)
+    {
+        string snapshot = Path.Combine(dir, "kvjournal.db");
+        var saved = await Etcdctl.RunAsync(server.Endpoint, null, [.. credentials, "snapshot", "save", snapshot]);
+        Assert.True(saved.ExitCode == 0, saved.Stderr);
+        return snapshot;
+    }
+
+    private static async Task<string> RestoreIntoKvJournalAsync(string snapshot, string dir)
+    {
+        string dataDir = Path.Combine(dir, "member");
+        var (exit, output) = await KvJournalProcess.RunToExitAsync(TimeSpan.FromSeconds(60), "snapshot", "restore", snapshot, "--data-dir", dataDir);
+        Assert.True(exit == 0, output);
+        return dataDir;
+    }
+
+    [Fact]
+    public async Task ASnapshotOfKvJournalRestoresIntoEtcdWithEveryRetainedRevisionAndLease()
+    {
+        await using var kvj = await KvJournalProcess.StartAsync();
+        var lease = await new Lease.LeaseClient(kvj.Channel).LeaseGrantAsync(new LeaseGrantRequest { TTL = 900 });
+        for (int i = 0; i < 60; i++) await kvj.Kv.PutAsync(new PutRequest { Key = B($"k/{i % 20}"), Value = B($"v{i}"), Lease = i % 7 == 0 ? lease.ID : 0 });
+        await kvj.Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = B("k/3") });
+        // Writes of one revision in other than key order: etcd's sub-revisions keep that order.
+        await kvj.Kv.TxnAsync(new TxnRequest
+        {
+            Success = { new RequestOp { RequestPut = new PutRequest { Key = B("k/t2"), Value = B("b") } }, new RequestOp { RequestDeleteRange = new DeleteRangeRequest { Key = B("k/4") } }, new RequestOp { RequestPut = new PutRequest { Key = B("k/t1"), Value = B("a") } } },
+        });
+        long compactAt = (await kvj.Kv.PutAsync(new PutRequest { Key = B("k/5"), Value = B("before compaction") })).Header.Revision - 20;
+        await kvj.Kv.CompactAsync(new CompactionRequest { Revision = compactAt });
+        for (int i = 0; i < 15; i++) await kvj.Kv.PutAsync(new PutRequest { Key = B($"k/{i}"), Value = B($"after{i}") });
+        await kvj.Kv.PutAsync(new PutRequest { Key = B("k/big"), Value = ByteString.CopyFrom(new byte[100_000]) }); // a value on overflow pages
+        await kvj.Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = B("k/1"), RangeEnd = B("k/2") });
+        long head = (await kvj.Kv.RangeAsync(new RangeRequest { Key = B("k/") })).Header.Revision;
+
+        string dir = Paths.NewTempDir("kvjournal-export");
+        try
+        {
+            string snapshot = await SaveAsync(kvj, dir);
+            // etcd's own tool reads the file; KvJournal's status prints the same.
+            var theirs = await Etcdutl.RunAsync("snapshot", "status", snapshot, "-w", "json");
+            Assert.True(theirs.ExitCode == 0, theirs.Stderr);
+            Assert.Contains($"\"revision\":{head},", theirs.Stdout);
+            var (exit, ours) = await KvJournalProcess.RunToExitAsync(TimeSpan.FromSeconds(30), "snapshot", "status", snapshot, "-w", "json");
+            Assert.Equal(0, exit);
+            Assert.Equal(theirs.Stdout.Trim(), ours.Trim());
+
+            await using var etcd = await ReferenceEtcdProcess.StartRestoredAsync(snapshot);
+            await using var back = await KvJournalProcess.StartAsync(await RestoreIntoKvJournalAsync(snapshot, dir));
+            foreach (var restored in new ServerProcess[] { etcd, back })
+            {
+                for (long rev = compactAt; rev <= head; rev++)
+                {
+                    var request = new RangeRequest { Key = B("k/"), RangeEnd = B("k0"), Revision = rev };
+                    Assert.Equal(KeyspaceAnswers.Kvs(await kvj.Kv.RangeAsync(request)), KeyspaceAnswers.Kvs(await restored.Kv.RangeAsync(request)));
+                }
+                var below = new RangeRequest { Key = B("k/"), RangeEnd = B("k0"), Revision = compactAt - 1 };
+                var compacted = await Assert.ThrowsAsync<RpcException>(() => restored.Kv.RangeAsync(below).ResponseAsync);
+                Assert.Equal("etcdserver: mvcc: required revision has been compacted", compacted.Status.Detail);
+
+                Assert.Equal(await KeyspaceAnswers.HistoryAsync(kvj, "k/", "k0", compactAt + 1, head), await KeyspaceAnswers.HistoryAsync(restored, "k/", "k0", compactAt + 1, head));
+
+                var ttl = new LeaseTimeToLiveRequest { ID = lease.ID, Keys = true };
+                var expected = await new Lease.LeaseClient(kvj.Channel).LeaseTimeToLiveAsync(ttl);
+                var actual = await new Lease.LeaseClient(restored.Channel).LeaseTimeToLiveAsync(ttl);
+                Assert.Equal(expected.GrantedTTL, actual.GrantedTTL);
+                Assert.Equal(expected.Keys, actual.Keys);
+                Assert.InRange(actual.TTL, 800, 900);
+            }
+            var next = new PutRequest { Key = B("k/next"), Value = B("v") };
+            long written = (await kvj.Kv.PutAsync(next)).Header.Revision;
+            Assert.Equal(written, (await etcd.Kv.PutAsync(next)).Header.Revision);
+            Assert.Equal(written, (await back.Kv.PutAsync(next)).Header.Revision);
+        }
+        finally
+        {
+            Paths.DeleteDir(dir);
+        }
+    }
+
+    [Fact]
+    public async Task UsersMadeInKvJournalLogInToEtcdWithTheirPasswordsAfterAnExport()
+    {
+        await using var kvj = await KvJournalProcess.StartAsync();
+        var auth = new Auth.AuthClient(kvj.Channel);
+        await kvj.Kv.PutAsync(new PutRequest { Key = B("app/a"), Value = B("1") });
+        await kvj.Kv.PutAsync(new PutRequest { Key = B("secret"), Value = B("2") });
+        await auth.UserAddAsync(new AuthUserAddRequest { Name = "root", Password = "rootpw" });
+        await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "root", Role = "root" });
+        await auth.RoleAddAsync(new AuthRoleAddRequest { Name = "reader" });
+        await auth.RoleGrantPermissionAsync(new AuthRoleGrantPermissionRequest
+        {
+            Name = "reader",
+            Perm = new Authpb.Permission { PermType = Authpb.Permission.Types.Type.Read, Key = B("app/"), RangeEnd = B("app0") },
+        });
+        await auth.UserAddAsync(new AuthUserAddRequest { Name = "alice", Password = "alicepw" });
+        await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "alice", Role = "reader" });
+        await auth.AuthEnableAsync(new AuthEnableRequest());
+
+        string dir = Paths.NewTempDir("kvjournal-export-auth");
+        try
+        {
+            string snapshot = await SaveAsync(kvj, dir, "--user", "root:rootpw");
+            await using var etcd = await ReferenceEtcdProcess.StartRestoredAsync(snapshot);
+            await using var back = await KvJournalProcess.StartAsync(await RestoreIntoKvJournalAsync(snapshot, dir));
+            foreach (var server in new ServerProcess[] { kvj, etcd, back })
+            {
+                var client = new Auth.AuthClient(server.Channel);
+                var headers = new Metadata { { "token", (await client.AuthenticateAsync(new AuthenticateRequest { Name = "alice", Password = "alicepw" })).Token } };
+                Assert.Equal("1", (await server.Kv.RangeAsync(new RangeRequest { Key = B("app/a") }, headers)).Kvs[0].Value.ToStringUtf8());
+                var denied = await Assert.ThrowsAsync<RpcException>(() => server.Kv.RangeAsync(new RangeRequest { Key = B("secret") }, headers).ResponseAsync);
+                Assert.Equal("etcdserver: permission denied", denied.Status.Detail);
+                var wrong = await Assert.ThrowsAsync<RpcException>(() => client.AuthenticateAsync(new AuthenticateRequest { Name = "alice", Password = "nope" }).ResponseAsync);
+                Assert.Equal("etcdserver: authentication failed, invalid user ID or password", wrong.Status.Detail);
+                var root = new Metadata { { "token", (await client.AuthenticateAsync(new AuthenticateRequest { Name = "root", Password = "rootpw" })).Token } };
+                Assert.True((await client.AuthStatusAsync(new AuthStatusRequest(), root)).Enabled);
+                Assert.Equal(["alice", "root"], (await client.UserListAsync(new AuthUserListRequest(), root)).Users);
+                Assert.Equal(["reader"], (await client.RoleListAsync(new AuthRoleListRequest(), root)).Roles);
+            }
+        }
+        finally
+        {
+            Paths.DeleteDir(dir);
+        }
+    }
+}
