@@ -20,15 +20,7 @@ public sealed class ConcurrencyTests
         server == "etcd" ? await ReferenceEtcdProcess.StartAsync() : await KvJournalProcess.StartAsync();
 
     // Awaits a condition on the keyspace (a contender queued, a key gone), bounded in time.
-    private static async Task UntilAsync(Func<Task<bool>> condition, string what)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(20);
-        while (!await condition())
-        {
-            if (DateTime.UtcNow > deadline) throw new TimeoutException(what);
-            await Task.Delay(20);
-        }
-    }
+    private static Task UntilAsync(Func<Task<bool>> condition, string what) => Poll.UntilAsync(condition, done => done, TimeSpan.FromSeconds(20), what);
 
     private static async Task<long> CountAsync(ServerProcess server, string prefix) =>
         (await server.Kv.RangeAsync(new RangeRequest { Key = B(prefix), RangeEnd = B(WatchSession.PrefixEnd(prefix)), CountOnly = true })).Count;

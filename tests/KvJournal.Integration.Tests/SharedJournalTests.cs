@@ -387,7 +387,7 @@ public sealed class SharedJournalTests
 
         // A restarted member and a brand-new one hold the same users and permissions; the journal was
         // trimmed below a state snapshot first, so the new one can only have them from the snapshot.
-        await WaitForAsync(cluster.StreamStateAsync, s => s.First > 1, TimeSpan.FromSeconds(60));
+        await Poll.UntilAsync(cluster.StreamStateAsync, s => s.First > 1, TimeSpan.FromSeconds(60));
         await cluster.RestartMemberAsync(1);
         var late = await cluster.AddMemberAsync("late");
         foreach (var member in new[] { cluster.Members[1], late })
@@ -441,7 +441,7 @@ public sealed class SharedJournalTests
 
         // The journal keeps the leader's snapshot and is trimmed below it: a member can no longer
         // rebuild from the journal alone.
-        await WaitForAsync(cluster.StreamStateAsync, s => s.First > 1, TimeSpan.FromSeconds(60));
+        await Poll.UntilAsync(cluster.StreamStateAsync, s => s.First > 1, TimeSpan.FromSeconds(60));
         for (int i = 0; i < 50; i++) await m[2].Kv.PutAsync(new PutRequest { Key = B($"late/after/{i}"), Value = B("x") });
 
         string keptDir = Paths.NewTempDir("late-member");
@@ -524,19 +524,6 @@ public sealed class SharedJournalTests
                 events.Add($"{e.Kv.ModRevision} {e.Type} {e.Kv.Key.ToStringUtf8()} {e.Kv.Value.ToStringUtf8()} {e.PrevKv?.ModRevision}");
         }
         return events.Take(count).ToList();
-    }
-
-    // Polls a condition the servers reach on their own (a snapshot being stored), bounded in time.
-    private static async Task<T> WaitForAsync<T>(Func<Task<T>> probe, Func<T, bool> done, TimeSpan within)
-    {
-        var deadline = DateTime.UtcNow + within;
-        while (true)
-        {
-            var value = await probe();
-            if (done(value)) return value;
-            if (DateTime.UtcNow > deadline) throw new TimeoutException($"condition not reached in {within}: last {value}");
-            await Task.Delay(100);
-        }
     }
 
     // Retries a call until it succeeds (the journal is coming back), bounded by a deadline.
