@@ -7,6 +7,7 @@ public static class Program
     public static async Task<int> Main(string[] args)
     {
         if (args.Length > 0 && args[0] == "snapshot") return await Commands.SnapshotCommand.RunAsync(args[1..]).ConfigureAwait(false);
+        if (args.Length > 0 && args[0] == "mirror") return await Commands.MirrorCommand.RunAsync(args[1..]).ConfigureAwait(false);
         if (args.Contains("--help") || args.Contains("-h") || args.Contains("-help"))
         {
             Console.Out.WriteLine(ServerOptions.Usage);
@@ -30,8 +31,14 @@ public static class Program
             return 2;
         }
 
+        return await RunMemberAsync(options, mirror: null).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs a member until SIGINT or SIGTERM; with <paramref name="mirror"/> it also follows that etcd cluster.</summary>
+    internal static async Task<int> RunMemberAsync(ServerOptions options, KvJournal.Member.Mirror.EtcdSourceOptions? mirror)
+    {
         // SIGINT and SIGTERM stop the host (its console lifetime); the server then closes the journal.
-        var server = new KvJournalServer(options);
+        var server = new KvJournalServer(options) { Mirror = mirror };
         await using var stopServer = server.ConfigureAwait(false);
         try
         {

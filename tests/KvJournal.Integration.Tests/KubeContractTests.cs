@@ -18,8 +18,14 @@ public sealed class KubeContractTests(ITestOutputHelper output)
 {
     private static ByteString B(string s) => ByteString.CopyFromUtf8(s);
 
-    private static async Task<ServerProcess> StartAsync(string server) =>
-        server == "etcd" ? await ReferenceEtcdProcess.StartAsync() : await KvJournalProcess.StartAsync();
+    // "kvjournal-moved": a member that mirrored an etcd with history and cut over from it, so the
+    // contract holds after a move too (revisions start where etcd's ended).
+    private static async Task<ServerProcess> StartAsync(string server) => server switch
+    {
+        "etcd" => await ReferenceEtcdProcess.StartAsync(),
+        "kvjournal-moved" => await KvJournalProcess.StartCutOverFromEtcdAsync(),
+        _ => await KvJournalProcess.StartAsync(),
+    };
 
     /// <summary>store.go Create: put only if the key does not exist (mod_revision == 0).</summary>
     private static Task<TxnResponse> CreateAsync(KV.KVClient kv, string key, string value, long lease = 0) => kv.TxnAsync(new TxnRequest
@@ -83,6 +89,7 @@ public sealed class KubeContractTests(ITestOutputHelper output)
 
     [Theory]
     [InlineData("kvjournal")]
+    [InlineData("kvjournal-moved")]
     [InlineData("etcd")]
     public async Task GetListCreateUpdateDeleteAsTheApiserverSendsThem(string serverName)
     {
@@ -184,6 +191,7 @@ public sealed class KubeContractTests(ITestOutputHelper output)
 
     [Theory]
     [InlineData("kvjournal")]
+    [InlineData("kvjournal-moved")]
     [InlineData("etcd")]
     public async Task TwoApiserversShareCompactionThroughCompactRevKey(string serverName)
     {
@@ -218,6 +226,7 @@ public sealed class KubeContractTests(ITestOutputHelper output)
 
     [Theory]
     [InlineData("kvjournal")]
+    [InlineData("kvjournal-moved")]
     [InlineData("etcd")]
     public async Task EventsOnOneReusedLeaseVanishWhenTheServerExpiresIt(string serverName)
     {
@@ -252,6 +261,7 @@ public sealed class KubeContractTests(ITestOutputHelper output)
 
     [Theory]
     [InlineData("kvjournal")]
+    [InlineData("kvjournal-moved")]
     [InlineData("etcd")]
     public async Task ResourceWatchesOnOneConnectionWithProgressRequestsEvery100Ms(string serverName)
     {
@@ -310,6 +320,7 @@ public sealed class KubeContractTests(ITestOutputHelper output)
 
     [Theory]
     [InlineData("kvjournal")]
+    [InlineData("kvjournal-moved")]
     [InlineData("etcd")]
     public async Task StatusVersionEnablesWatchProgressAndRangeStreamFallsBack(string serverName)
     {
@@ -332,6 +343,7 @@ public sealed class KubeContractTests(ITestOutputHelper output)
 
     [Theory]
     [InlineData("kvjournal")]
+    [InlineData("kvjournal-moved")]
     [InlineData("etcd")]
     public async Task PagedListOfManyLargeObjectsWhileWritesContinue(string serverName)
     {

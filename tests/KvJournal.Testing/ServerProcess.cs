@@ -176,9 +176,49 @@ public abstract class ServerProcess : IAsyncDisposable
 public sealed class KvJournalProcess : ServerProcess
 {
     private KvJournalProcess(int port, string dataDir, bool ownsDataDir, IEnumerable<string> extraArgs, TlsFiles? tls = null,
-        IReadOnlyDictionary<string, string>? environment = null)
-        : base(Paths.ServerProgram, Paths.ServerArgs(Args(port, dataDir, extraArgs, tls)), port, dataDir, ownsDataDir, tls, environment)
+        IReadOnlyDictionary<string, string>? environment = null, IEnumerable<string>? command = null)
+        : base(Paths.ServerProgram, Paths.ServerArgs([.. command ?? [], .. Args(port, dataDir, extraArgs, tls)]), port, dataDir, ownsDataDir, tls, environment)
     {
+    }
+
+    /// <summary>
+    /// Starts `kvjournal mirror --from <paramref name="source"/>`: a member mirroring that etcd. With
+    /// no <paramref name="dataDir"/> it gets a temporary one; reusing a caller's means a restart.
+    /// </summary>
+    public static Task<KvJournalProcess> StartMirrorAsync(string source, string? dataDir = null, params string[] extraArgs) =>
+        ReadyAsync(() => new KvJournalProcess(Ports.Free(), dataDir ?? Paths.NewTempDir("kvj-mirror"), dataDir is null, extraArgs, command: ["mirror", "--from", source]));
+
+    /// <summary>
+    /// A member that mirrored an etcd with some history (puts, a delete, a lease, a compaction) and
+    /// cut over from it: the keyspace a cluster has right after moving from etcd. The etcd is gone
+    /// when this returns; the member owns a temporary data dir.
+    /// </summary>
+    public static async Task<KvJournalProcess> StartCutOverFromEtcdAsync()
+    {
+        await using var etcd = await ReferenceEtcdProcess.StartAsync();
+        var lease = await new Lease.LeaseClient(etcd.Channel).LeaseGrantAsync(new LeaseGrantRequest { TTL = 600 });
+        for (int i = 0; i < 30; i++)
+            await etcd.Kv.PutAsync(new PutRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8($"/moved/{i % 7}"), Value = Google.Protobuf.ByteString.CopyFromUtf8($"v{i}"), Lease = i % 3 == 0 ? lease.ID : 0 });
+        await etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = Google.Protobuf.ByteString.CopyFromUtf8("/moved/0") });
+        var head = await etcd.Kv.CompactAsync(new CompactionRequest { Revision = 20 });
+        var mirror = await StartMirrorAsync(etcd.Endpoint);
+        var (status, text) = await mirror.CutOverAsync(head.Header.Revision);
+        if (status != 200)
+        {
+            await mirror.DisposeAsync();
+            throw new InvalidOperationException($"cut-over failed ({status}): {text}");
+        }
+        return mirror;
+    }
+
+    /// <summary>Asks this mirror to cut over at <paramref name="revision"/>: the HTTP status and the answer's text.</summary>
+    public async Task<(int Status, string Text)> CutOverAsync(long revision, string? token = null)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(90) };
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"http://127.0.0.1:{Port}/mirror/cut-over?revision={revision}");
+        if (token is not null) request.Headers.TryAddWithoutValidation("Authorization", token);
+        using var response = await http.SendAsync(request);
+        return ((int)response.StatusCode, await response.Content.ReadAsStringAsync());
     }
 
     /// <summary>Starts a member with extra environment variables (e.g. ETCD_* settings).</summary>

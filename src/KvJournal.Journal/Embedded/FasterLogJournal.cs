@@ -72,9 +72,12 @@ public sealed partial class FasterLogJournal : IJournal
     /// log itself is left for the member to make at its first start, with its own settings;
     /// refused (<see cref="InvalidOperationException"/>) where a journal exists already.
     /// </summary>
+    /// <summary>Whether <paramref name="directory"/> holds no journal yet.</summary>
+    public static bool IsNew(string directory) => !Directory.Exists(directory) || !Directory.EnumerateFileSystemEntries(directory).Any();
+
     public static async Task PutImportedStateAsync(string directory, Stream state, CancellationToken cancellationToken)
     {
-        if (Directory.Exists(directory) && Directory.EnumerateFiles(directory).Any())
+        if (!IsNew(directory))
             throw new InvalidOperationException($"{directory} holds a journal already: an imported state only goes into a new one");
         await new SnapshotFiles(Path.Combine(directory, SnapshotsFolder)).PutImportedAsync(state, cancellationToken).ConfigureAwait(false);
     }

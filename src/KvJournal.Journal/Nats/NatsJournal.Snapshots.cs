@@ -120,10 +120,18 @@ public sealed partial class NatsJournal
     /// </summary>
     public async Task PutImportedStateAsync(Stream state, CancellationToken cancellationToken)
     {
+        if (!await IsNewAsync(cancellationToken).ConfigureAwait(false))
+            throw new InvalidOperationException($"NATS stream {_stream} is not new (it has messages or a snapshot): an imported state only goes into a new one");
+        var store = await SnapshotsAsync(cancellationToken).ConfigureAwait(false);
+        await store.PutAsync(ImportedName, state, leaveOpen: true, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Whether the stream holds nothing yet: no message, no snapshot, no imported state.</summary>
+    public async Task<bool> IsNewAsync(CancellationToken cancellationToken)
+    {
         var info = await _js.GetStreamAsync(_stream, cancellationToken: cancellationToken).ConfigureAwait(false);
         var store = await SnapshotsAsync(cancellationToken).ConfigureAwait(false);
-        if (info.Info.State.LastSeq > 0 || await HasImportedAsync(store, cancellationToken).ConfigureAwait(false) || (await SnapshotPositionsAsync(store, cancellationToken).ConfigureAwait(false)).Count > 0)
-            throw new InvalidOperationException($"NATS stream {_stream} is not new (it has {info.Info.State.LastSeq} messages or a snapshot): an imported state only goes into a new one");
-        await store.PutAsync(ImportedName, state, leaveOpen: true, cancellationToken).ConfigureAwait(false);
+        return info.Info.State.LastSeq == 0 && !await HasImportedAsync(store, cancellationToken).ConfigureAwait(false)
+            && (await SnapshotPositionsAsync(store, cancellationToken).ConfigureAwait(false)).Count == 0;
     }
 }

@@ -78,7 +78,7 @@ public sealed class AutoCompactor
     // Nothing to do when that revision is already compacted; a failed proposal is retried next tick.
     private async Task CompactAsync(long revision, CancellationToken cancellationToken)
     {
-        if (_shard.LeaderId != _shard.MemberId || _shard.Read(txn => txn.CompactRevision) >= revision) return;
+        if (_shard.LeaderId != _shard.MemberId || _shard.Mirroring || _shard.Read(txn => txn.CompactRevision) >= revision) return;
         try
         {
             var result = await _shard.ProposeAsync(new JournalEntry { Compaction = new CompactionRequest { Revision = revision } }, cancellationToken).ConfigureAwait(false);

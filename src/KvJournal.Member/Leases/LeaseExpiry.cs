@@ -29,7 +29,8 @@ internal sealed class LeaseExpiry(Shard shard)
         {
             while (await timer.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
             {
-                if (shard.LeaderId != shard.MemberId) continue;
+                // A mirror's leases expire at its source, whose deletes it follows.
+                if (shard.LeaderId != shard.MemberId || shard.Mirroring) continue;
                 long now = shard.NowUnixMs();
                 var due = shard.Read(_ => shard.Leases.Expired(now, PerRound));
                 if (due.Count == 0) continue;

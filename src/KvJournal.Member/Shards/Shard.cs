@@ -114,6 +114,9 @@ public sealed class Shard
     /// times so they survive a restart and mean the same on every member; their precision is bounded
     /// by the clock skew between the members that renew and expire a lease (NTP keeps that to ms).
     /// </summary>
+    /// <summary>Whether this keyspace mirrors an etcd cluster (before its cut-over): duties that change it wait.</summary>
+    internal bool Mirroring => Applier.MirrorSource is not null;
+
     internal long NowUnixMs() => _options.Time.GetUtcNow().ToUnixTimeMilliseconds();
 
     /// <summary>The clock the background duties' timers run on.</summary>

@@ -75,30 +75,10 @@ public static class SnapshotCommand
         string dataDir = options.EffectiveDataDir;
         // As etcdutl: never over an existing member.
         if (!options.UsesNats && Directory.Exists(dataDir) && Directory.EnumerateFileSystemEntries(dataDir).Any()) return Fail($"data-dir {dataDir} exists and is not empty", 1);
-        string scratch = Path.Combine(Path.GetTempPath(), $"kvjournal-import-{Guid.NewGuid():N}.state");
         bool made = !options.UsesNats && !Directory.Exists(dataDir);
         try
         {
-            EtcdDbImport.Summary summary;
-            using (var db = BboltFile.Open(file))
-            {
-                var output = new FileStream(scratch, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.DeleteOnClose);
-                await using (output.ConfigureAwait(false))
-                {
-                    summary = EtcdDbImport.Write(db, output, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
-                    output.Position = 0;
-                    if (options.UsesNats)
-                    {
-                        var journal = await NatsJournal.OpenAsync(options.NatsJournalOptions(0), "default", NullLogger.Instance, CancellationToken.None).ConfigureAwait(false);
-                        await using (journal.ConfigureAwait(false))
-                            await journal.PutImportedStateAsync(output, CancellationToken.None).ConfigureAwait(false);
-                    }
-                    else
-                    {
-                        await FasterLogJournal.PutImportedStateAsync(Path.Combine(dataDir, "journal"), output, CancellationToken.None).ConfigureAwait(false);
-                    }
-                }
-            }
+            var summary = await ImportAsync(file, options, mirrorOf: null).ConfigureAwait(false);
             string into = options.UsesNats ? $"NATS stream {NatsJournal.StreamName("default")}" : dataDir;
             Console.Out.WriteLine($"restored {file} into {into}: revision {summary.Revision} (compacted at {summary.CompactRevision}), " +
                 $"{summary.Keys} keys in {summary.Versions} versions, {summary.Leases} leases, {summary.Users} users, {summary.Roles} roles, auth {(summary.AuthEnabled ? "enabled" : "disabled")}");
@@ -109,6 +89,33 @@ public static class SnapshotCommand
             // Nothing half-made is left to start a member on.
             if (made && Directory.Exists(dataDir)) Directory.Delete(dataDir, recursive: true);
             return Fail($"{file}: {ex.Message}", 1);
+        }
+    }
+
+    /// <summary>
+    /// Imports etcd database <paramref name="file"/> as the state the journal's members start from:
+    /// into the data dir's new embedded journal, or the new NATS stream of the default keyspace.
+    /// </summary>
+    internal static async Task<EtcdDbImport.Summary> ImportAsync(string file, ServerOptions options, string? mirrorOf)
+    {
+        string scratch = Path.Combine(Path.GetTempPath(), $"kvjournal-import-{Guid.NewGuid():N}.state");
+        using var db = BboltFile.Open(file);
+        var output = new FileStream(scratch, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.DeleteOnClose);
+        await using (output.ConfigureAwait(false))
+        {
+            var summary = EtcdDbImport.Write(db, output, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), mirrorOf);
+            output.Position = 0;
+            if (options.UsesNats)
+            {
+                var journal = await NatsJournal.OpenAsync(options.NatsJournalOptions(0), "default", NullLogger.Instance, CancellationToken.None).ConfigureAwait(false);
+                await using (journal.ConfigureAwait(false))
+                    await journal.PutImportedStateAsync(output, CancellationToken.None).ConfigureAwait(false);
+            }
+            else
+            {
+                await FasterLogJournal.PutImportedStateAsync(Path.Combine(options.EffectiveDataDir, "journal"), output, CancellationToken.None).ConfigureAwait(false);
+            }
+            return summary;
         }
     }
 

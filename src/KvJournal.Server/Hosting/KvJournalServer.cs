@@ -4,6 +4,7 @@ using KvJournal.Journal.Embedded;
 using KvJournal.Journal.Nats;
 using KvJournal.Member.Compaction;
 using KvJournal.Member.Face;
+using KvJournal.Member.Mirror;
 using KvJournal.Member.Shards;
 using KvJournal.Server.Api.Auth;
 using KvJournal.Server.Api.Cluster;
@@ -14,6 +15,7 @@ using KvJournal.Server.Api.Http;
 using KvJournal.Server.Api.Kv;
 using KvJournal.Server.Api.Lease;
 using KvJournal.Server.Api.Maintenance;
+using KvJournal.Server.Api.Mirror;
 using KvJournal.Server.Api.Watch;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -44,6 +46,13 @@ public sealed class KvJournalServer : IAsyncDisposable
     }
 
     private readonly List<HostedShard> _shards = [];
+
+    /// <summary>The etcd cluster the default keyspace follows (kvjournal mirror), or null.</summary>
+    public EtcdSourceOptions? Mirror { get; init; }
+
+    private MirrorFollower? _follower;
+    private EtcdSource? _source;
+    private Task _following = Task.CompletedTask;
     private readonly CancellationTokenSource _stopping = new();
     private WebApplication? _app;
 
@@ -65,6 +74,11 @@ public sealed class KvJournalServer : IAsyncDisposable
         await OpenShardAsync("default", Path.Combine(dataDir, "journal"), _options.ListenClientUrls, _options.AdvertiseClientUrls, memberId, cancellationToken).ConfigureAwait(false);
         foreach (var spec in _options.Shards)
             await OpenShardAsync(spec.Name, Path.Combine(dataDir, "shards", spec.Name, "journal"), spec.Urls, spec.Urls, memberId, cancellationToken).ConfigureAwait(false);
+        if (Mirror is not null)
+        {
+            _source = new EtcdSource(Mirror);
+            _follower = new MirrorFollower(_shards[0].Face, _source, _logs.CreateLogger("KvJournal.Mirror"), TimeProvider.System);
+        }
         var router = new ShardRouter(_shards[0].Face);
         foreach (var hosted in _shards)
             foreach (var url in hosted.Urls) router.Route(url.Port, hosted.Face);
@@ -121,6 +135,7 @@ public sealed class KvJournalServer : IAsyncDisposable
         _app.MapGrpcService<LockService>();
         _app.MapGrpcService<ElectionService>();
         HttpEndpoints.Map(_app);
+        if (_follower is not null) MirrorEndpoint.Map(_app, _follower);
         GatewayRoutes.Map(_app);
         await _app.StartAsync(cancellationToken).ConfigureAwait(false);
         // Kestrel has bound the port-0 relay listeners now (ListenOptions carry the real port).
@@ -130,6 +145,7 @@ public sealed class KvJournalServer : IAsyncDisposable
             router.Route(relay.Port, hosted.Face); // before the splitter relays anything there
             hosted.Splitter.Http1Endpoint = relay;
         }
+        if (_follower is { } follower) _following = Task.Run(() => follower.RunAsync(_stopping.Token), CancellationToken.None);
     }
 
     private async Task OpenShardAsync(string name, string journalDir, IReadOnlyList<Uri> listen, IReadOnlyList<Uri> advertise, ulong memberId, CancellationToken cancellationToken)
@@ -232,6 +248,8 @@ public sealed class KvJournalServer : IAsyncDisposable
     {
         await _stopping.CancelAsync().ConfigureAwait(false);
         foreach (var hosted in _shards) await hosted.Compacting.ConfigureAwait(false);
+        await _following.ConfigureAwait(false);
+        _source?.Dispose();
         if (_app is not null) await _app.DisposeAsync().ConfigureAwait(false);
         foreach (var hosted in _shards)
         {

@@ -41,6 +41,9 @@ public enum EtcdError : byte
     NoInflightDowngrade,
     InvalidDowngradeTarget,
     MembershipByJournal,
+    // A mirror of etcd (kvjournal mirror) before its cut-over, and cut-over asked of a member that is not one.
+    MirrorReadOnly,
+    NotMirroring,
     ElectionNotLeader,
     ElectionNoLeader,
     /// <summary>The lease of a lock waiter ended while it waited (etcd's ErrSessionExpired).</summary>

@@ -53,6 +53,14 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
         }
     }
 
+    /// <summary>
+    /// The etcd cluster this keyspace mirrors until its cut-over (null: not a mirror). Set by the
+    /// imported state a mirror starts from; cleared by the cut-over entry.
+    /// </summary>
+    public string? MirrorSource { get; internal set; }
+
+    private readonly MirrorExecutor _mirror = new(store, leases);
+
     /// <summary>Position of the last journal entry applied (-1 before the first); set by the tailer under the write lock.</summary>
     public long Position { get; set; } = -1;
 
@@ -140,8 +148,16 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
 
     private ApplyResult Dispatch(JournalEntry entry)
     {
+        if (MirrorSource is not null && ChangesKeyspace(entry.BodyCase)) return ApplyResult.Fail(EtcdError.MirrorReadOnly);
         switch (entry.BodyCase)
         {
+            case JournalEntry.BodyOneofCase.MirrorRevisions:
+                return MirrorSource is null ? ApplyResult.Fail(EtcdError.NotMirroring) : _mirror.Apply(entry.MirrorRevisions);
+            case JournalEntry.BodyOneofCase.MirrorCutOver:
+                if (MirrorSource is null) return ApplyResult.Fail(EtcdError.NotMirroring);
+                var cutOver = _mirror.CutOver(entry.MirrorCutOver);
+                MirrorSource = null;
+                return cutOver;
             case JournalEntry.BodyOneofCase.Bootstrap:
                 if (ClusterId == 0) ClusterId = entry.Bootstrap.ClusterId;
                 return ApplyResult.Ok(new ResponseHeader { ClusterId = ClusterId });
@@ -206,6 +222,19 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
                 throw new UnknownEntryException($"journal entry with unknown body {entry.BodyCase}");
         }
     }
+
+    // What a mirror refuses before its cut-over: every change to keys, leases or auth that does not
+    // come from its source (logins, member announcements and alarms go on).
+    private static bool ChangesKeyspace(JournalEntry.BodyOneofCase kind) => kind is
+        JournalEntry.BodyOneofCase.Put or JournalEntry.BodyOneofCase.DeleteRange or JournalEntry.BodyOneofCase.Txn
+        or JournalEntry.BodyOneofCase.Compaction or JournalEntry.BodyOneofCase.LeaseGrant or JournalEntry.BodyOneofCase.LeaseRevoke
+        or JournalEntry.BodyOneofCase.LeaseRenew or JournalEntry.BodyOneofCase.LeaseExpire
+        or JournalEntry.BodyOneofCase.AuthEnable or JournalEntry.BodyOneofCase.AuthDisable
+        or JournalEntry.BodyOneofCase.UserAdd or JournalEntry.BodyOneofCase.UserDelete
+        or JournalEntry.BodyOneofCase.UserChangePassword or JournalEntry.BodyOneofCase.UserGrantRole
+        or JournalEntry.BodyOneofCase.UserRevokeRole or JournalEntry.BodyOneofCase.RoleAdd
+        or JournalEntry.BodyOneofCase.RoleDelete or JournalEntry.BodyOneofCase.RoleGrantPermission
+        or JournalEntry.BodyOneofCase.RoleRevokePermission;
 
     // etcd's authApplierV3: the permission each entry needs from the user it was made as.
     private EtcdError CheckPermission(JournalEntry entry)

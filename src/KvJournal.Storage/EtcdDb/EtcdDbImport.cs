@@ -23,8 +23,12 @@ public static class EtcdDbImport
     /// <summary>What was imported, for the operator.</summary>
     public readonly record struct Summary(long Revision, long CompactRevision, int Keys, int Versions, int Leases, int Users, int Roles, bool AuthEnabled);
 
-    /// <summary>Reads <paramref name="db"/> and writes the state snapshot to <paramref name="output"/>.</summary>
-    public static Summary Write(BboltFile db, Stream output, long nowUnixMs)
+    /// <summary>
+    /// Reads <paramref name="db"/> and writes the state snapshot to <paramref name="output"/>. With
+    /// <paramref name="mirrorOf"/> the state is a mirror of that etcd cluster: it takes no writes
+    /// but the source's until its cut-over.
+    /// </summary>
+    public static Summary Write(BboltFile db, Stream output, long nowUnixMs, string? mirrorOf = null)
     {
         var keyBucket = db.Root.Bucket("key") ?? throw new BboltFormatException("not an etcd database: it has no \"key\" bucket");
         long compacted = Math.Max(MetaRevision(db, "finishedCompactRev"), MetaRevision(db, "scheduledCompactRev"));
@@ -69,7 +73,9 @@ public static class EtcdDbImport
             CompactRevision = compacted,
             JournalPosition = ImportedPosition,
         };
-        StateSnapshot.Write(output, new StateSnapshot.View(header, keys, [.. changes], leases, [new StateRecord { Auth = auth }]));
+        List<IMessage> small = [new StateRecord { Auth = auth }];
+        if (mirrorOf is not null) small.Add(new StateRecord { Mirror = new MirrorState { Source = mirrorOf } });
+        StateSnapshot.Write(output, new StateSnapshot.View(header, keys, [.. changes], leases, small));
         return new Summary(header.Revision, compacted, keys.Count, versions, leases.Count, auth.Users.Count, auth.Roles.Count, auth.Enabled);
     }
 

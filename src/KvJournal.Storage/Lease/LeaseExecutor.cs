@@ -57,5 +57,31 @@ public sealed class LeaseExecutor(MvccStore store, Lessor lessor)
         lessor.Remove(lease.Id);
     }
 
+    /// <summary>A lease a mirrored key attaches to, granted as the source holds it unless it is here already.</summary>
+    public void GrantMirrored(LeaseGrant g)
+    {
+        if (!lessor.Exists(g.Id)) lessor.Grant(g.Id, g.TtlSeconds, g.AtUnixMs, out _);
+    }
+
+    /// <summary>
+    /// At a mirror's cut-over the leases become the source's: each listed one with its remaining
+    /// time from <paramref name="atUnixMs"/>, granted if missing; any other is dropped (it has no
+    /// keys: the keys matched the source's before the cut-over was proposed).
+    /// </summary>
+    public void TakeOverLeases(IReadOnlyList<MirrorLease> source, long atUnixMs)
+    {
+        var keep = new HashSet<long>();
+        foreach (var l in source)
+        {
+            keep.Add(l.Id);
+            if (!lessor.Exists(l.Id)) lessor.Grant(l.Id, l.GrantedTtl, atUnixMs, out _);
+            lessor.Get(l.Id)!.ExpiresAtUnixMs = atUnixMs + Math.Max(l.RemainingTtl, 0) * 1000;
+        }
+        var drop = new List<LeaseEntry>();
+        foreach (var lease in lessor.All)
+            if (!keep.Contains(lease.Id)) drop.Add(lease);
+        foreach (var lease in drop) RevokeWithKeys(lease);
+    }
+
     private ResponseHeader Header() => new() { Revision = store.CurrentRevision };
 }

@@ -38,6 +38,16 @@ public sealed class MvccStore
     public MvccTxn Begin(bool writable) => new(this, writable, yieldEvery: 0);
 
     /// <summary>
+    /// A write txn whose changes take <paramref name="revision"/> (above the current one): a
+    /// mirror applies each source revision at the source's own number, gaps included.
+    /// </summary>
+    public MvccTxn BeginAt(long revision)
+    {
+        if (revision <= CurrentRevision) throw new ArgumentOutOfRangeException(nameof(revision), $"revision {revision} is not above the current {CurrentRevision}");
+        return new(this, writable: true, yieldEvery: 0, beginRevision: revision - 1);
+    }
+
+    /// <summary>
     /// Starts a read txn whose long range scans briefly release the read lock every
     /// <paramref name="keys"/> keys, so a waiting writer gets in; the scan resumes after the last
     /// key it read, still at its revision. Only for a caller that holds the read lock itself and
@@ -200,12 +210,12 @@ public sealed class MvccStore
         // Histories this txn appended to, in order, so an aborted txn can take its writes back.
         private List<KeyHistory>? _touched;
 
-        internal MvccTxn(MvccStore store, bool writable, int yieldEvery)
+        internal MvccTxn(MvccStore store, bool writable, int yieldEvery, long beginRevision = -1)
         {
             _store = store;
             _writable = writable;
             _yieldEvery = yieldEvery;
-            BeginRevision = store.CurrentRevision;
+            BeginRevision = beginRevision >= 0 ? beginRevision : store.CurrentRevision;
             _changeMark = store._changes.Count;
         }
 
@@ -286,11 +296,9 @@ public sealed class MvccStore
         public void Put(ByteString key, ByteString value, long lease)
         {
             EnsureWritable();
-            long rev = BeginRevision + 1;
             var h = _store._index.GetOrAdd(key);
-            long create = rev, version = 1;
-            if (h.Count == 0) _store.SizeBytes += key.Length;
-            else
+            long create = BeginRevision + 1, version = 1;
+            if (h.Count > 0)
             {
                 ref readonly var last = ref h.Latest;
                 if (!last.IsTombstone)
@@ -299,7 +307,21 @@ public sealed class MvccStore
                     version = last.Version + 1;
                 }
             }
-            h.Append(new KeyVersion(rev, create, version, lease, value));
+            Append(h, value, lease, create, version);
+        }
+
+        /// <summary>A put whose create revision and version are given (a mirror copies the source's).</summary>
+        public void PutVersion(ByteString key, ByteString value, long lease, long createRevision, long version)
+        {
+            EnsureWritable();
+            Append(_store._index.GetOrAdd(key), value, lease, createRevision, version);
+        }
+
+        private void Append(KeyHistory h, ByteString value, long lease, long createRevision, long version)
+        {
+            long rev = BeginRevision + 1;
+            if (h.Count == 0) _store.SizeBytes += h.Key.Length;
+            h.Append(new KeyVersion(rev, createRevision, version, lease, value));
             _store.SizeBytes += value.Length;
             _store._changes.Append(rev, h);
             (_touched ??= []).Add(h);

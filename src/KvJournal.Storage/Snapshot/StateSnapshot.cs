@@ -76,6 +76,7 @@ public static class StateSnapshot
         }
         if (applied.Members.Count > 0) small.Add(new StateRecord { Applied = applied });
         small.Add(new StateRecord { Auth = applier.Auth.ToSnapshot() });
+        if (applier.MirrorSource is { } source) small.Add(new StateRecord { Mirror = new MirrorState { Source = source } });
         var (compactingTo, compactFrom) = store.Compacting;
         var header = new StateHeader
         {
@@ -179,6 +180,9 @@ public static class StateSnapshot
                     break;
                 case StateRecord.BodyOneofCase.Auth:
                     applier.Auth.Restore(r.Auth);
+                    break;
+                case StateRecord.BodyOneofCase.Mirror:
+                    applier.MirrorSource = r.Mirror.Source;
                     break;
                 case StateRecord.BodyOneofCase.Applied:
                     for (int i = 0; i < r.Applied.Members.Count; i++) applier.AppliedRequests.TryAdd(r.Applied.Members[i], r.Applied.Requests[i]);

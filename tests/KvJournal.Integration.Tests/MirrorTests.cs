@@ -1,0 +1,150 @@
+using Etcdserverpb;
+using Google.Protobuf;
+using Grpc.Core;
+using KvJournal.Testing;
+using Xunit;
+
+namespace KvJournal.Integration.Tests;
+
+/// <summary>
+/// A cut-over from etcd without downtime: `kvjournal mirror --from URL` imports a running etcd's
+/// snapshot, follows its watch and applies each revision at the source's own number while writes
+/// keep going to etcd (through a compaction and a kill -9 of the mirror); clients read the mirror
+/// and their writes are refused; the cut-over checks every key at the named revision and opens
+/// writes, after which resourceVersions taken from etcd before the move keep working.
+/// </summary>
+public sealed class MirrorTests
+{
+    private static ByteString B(string s) => ByteString.CopyFromUtf8(s);
+
+    private static async Task<long> HeadAsync(ServerProcess server) =>
+        (await server.Kv.RangeAsync(new RangeRequest { Key = B("m/"), RangeEnd = B("m0"), CountOnly = true, Serializable = true })).Header.Revision;
+
+    private static Task CaughtUpAsync(ServerProcess mirror, long head) =>
+        Poll.UntilAsync(() => HeadAsync(mirror), r => r >= head, TimeSpan.FromSeconds(30), $"the mirror at revision {head}");
+
+    // Puts, deletes and txns writing two keys in reverse key order, as a cluster's writers would.
+    private static async Task WriteAsync(ServerProcess etcd, int from, int to)
+    {
+        for (int i = from; i < to; i++)
+        {
+            if (i % 7 == 0) await etcd.Kv.DeleteRangeAsync(new DeleteRangeRequest { Key = B($"m/{i % 10}") });
+            else if (i % 10 == 3)
+                await etcd.Kv.TxnAsync(new TxnRequest
+                {
+                    Success = { new RequestOp { RequestPut = new PutRequest { Key = B($"m/t{i % 4}b"), Value = B($"t{i}") } }, new RequestOp { RequestPut = new PutRequest { Key = B($"m/t{i % 4}a"), Value = B($"t{i}") } } },
+                });
+            else await etcd.Kv.PutAsync(new PutRequest { Key = B($"m/{i % 10}"), Value = B($"v{i}") });
+        }
+    }
+
+    private static RangeRequest All(long revision) => new() { Key = B("m/"), RangeEnd = B("m0"), Revision = revision };
+
+    [Fact]
+    public async Task AMirrorFollowsEtcdRevisionForRevisionThroughACompactionAndARestartThenCutsOver()
+    {
+        await using var etcd = await ReferenceEtcdProcess.StartAsync();
+        var lease = await new Lease.LeaseClient(etcd.Channel).LeaseGrantAsync(new LeaseGrantRequest { TTL = 600 });
+        for (int i = 0; i < 40; i++) await etcd.Kv.PutAsync(new PutRequest { Key = B($"m/{i % 10}"), Value = B($"v{i}"), Lease = i % 5 == 0 ? lease.ID : 0 });
+        // An informer's list before the move: its resourceVersion, and an object's.
+        var list = await etcd.Kv.RangeAsync(new RangeRequest { Key = B("m/"), RangeEnd = B("m0") });
+        long listRv = list.Header.Revision;
+
+        string dataDir = Paths.NewTempDir("mirror");
+        var mirror = await KvJournalProcess.StartMirrorAsync(etcd.Endpoint, dataDir);
+        try
+        {
+            await WriteAsync(etcd, 40, 120);
+            var lease2 = await new Lease.LeaseClient(etcd.Channel).LeaseGrantAsync(new LeaseGrantRequest { TTL = 300 });
+            await etcd.Kv.PutAsync(new PutRequest { Key = B("m/leased"), Value = B("l"), Lease = lease2.ID });
+            await etcd.Kv.CompactAsync(new CompactionRequest { Revision = listRv });
+            await WriteAsync(etcd, 120, 160);
+
+            long head = await HeadAsync(etcd);
+            await CaughtUpAsync(mirror, head);
+            for (long rev = listRv; rev <= head; rev++)
+                Assert.Equal(KeyspaceAnswers.Kvs(await etcd.Kv.RangeAsync(All(rev))), KeyspaceAnswers.Kvs(await mirror.Kv.RangeAsync(All(rev))));
+            var refused = await Assert.ThrowsAsync<RpcException>(() => mirror.Kv.PutAsync(new PutRequest { Key = B("m/x"), Value = B("x") }).ResponseAsync);
+            Assert.Equal((StatusCode.FailedPrecondition, "etcdserver: this member mirrors an etcd cluster and takes writes only after its cut-over"), (refused.StatusCode, refused.Status.Detail));
+
+            // kill -9 of the mirror while the source goes on: it resumes from its own revision.
+            await mirror.KillAsync();
+            await mirror.DisposeAsync();
+            await WriteAsync(etcd, 160, 200);
+            mirror = await KvJournalProcess.StartMirrorAsync(etcd.Endpoint, dataDir);
+            head = await HeadAsync(etcd);
+            await CaughtUpAsync(mirror, head);
+
+            var (status, text) = await mirror.CutOverAsync(head - 1);
+            Assert.Equal(409, status);
+            Assert.Contains($"the mirror already applied revision {head}", text);
+            (status, text) = await mirror.CutOverAsync(head);
+            Assert.True(status == 200, text);
+            Assert.Contains($"at revision {head}:", text);
+
+            Assert.Equal(KeyspaceAnswers.Kvs(await etcd.Kv.RangeAsync(All(head))), KeyspaceAnswers.Kvs(await mirror.Kv.RangeAsync(All(head))));
+            // The informer's resourceVersion from etcd: a watch from it replays what etcd replays.
+            Assert.Equal(await KeyspaceAnswers.HistoryAsync(etcd, "m/", "m0", listRv + 1, head), await KeyspaceAnswers.HistoryAsync(mirror, "m/", "m0", listRv + 1, head));
+            // An update with an object's resourceVersion read from etcd before the move wins; a stale one reads back.
+            var current = (await etcd.Kv.RangeAsync(new RangeRequest { Key = B("m/2") })).Kvs[0];
+            var update = new TxnRequest
+            {
+                Compare = { new Compare { Key = B("m/2"), Target = Compare.Types.CompareTarget.Mod, Result = Compare.Types.CompareResult.Equal, ModRevision = current.ModRevision } },
+                Success = { new RequestOp { RequestPut = new PutRequest { Key = B("m/2"), Value = B("after the move") } } },
+                Failure = { new RequestOp { RequestRange = new RangeRequest { Key = B("m/2") } } },
+            };
+            var moved = await mirror.Kv.TxnAsync(update);
+            Assert.True(moved.Succeeded);
+            Assert.Equal(head + 1, moved.Header.Revision);
+            Assert.False((await mirror.Kv.TxnAsync(update)).Succeeded);
+            // Leases are the source's: the same keys, their remaining time, and kept alive here now.
+            foreach (long id in new[] { lease.ID, lease2.ID })
+            {
+                var ttl = new LeaseTimeToLiveRequest { ID = id, Keys = true };
+                var theirs = await new Lease.LeaseClient(etcd.Channel).LeaseTimeToLiveAsync(ttl);
+                var ours = await new Lease.LeaseClient(mirror.Channel).LeaseTimeToLiveAsync(ttl);
+                Assert.Equal((theirs.GrantedTTL, theirs.Keys), (ours.GrantedTTL, ours.Keys));
+                Assert.InRange(ours.TTL, theirs.TTL - 30, theirs.TTL);
+            }
+            var again = await mirror.CutOverAsync(head + 1);
+            Assert.Equal((409, "etcdserver: this member is not mirroring an etcd cluster\n"), again);
+        }
+        finally
+        {
+            await mirror.DisposeAsync();
+            Paths.DeleteDir(dataDir);
+        }
+    }
+
+    [Fact]
+    public async Task AMirrorThatFellBehindTheSourcesCompactionSaysSoAndRefusesToCutOver()
+    {
+        await using var etcd = await ReferenceEtcdProcess.StartAsync();
+        await WriteAsync(etcd, 1, 20);
+        string dataDir = Paths.NewTempDir("mirror-behind");
+        var mirror = await KvJournalProcess.StartMirrorAsync(etcd.Endpoint, dataDir);
+        try
+        {
+            await CaughtUpAsync(mirror, await HeadAsync(etcd));
+            await mirror.KillAsync();
+            await mirror.DisposeAsync();
+            await WriteAsync(etcd, 20, 40);
+            long head = await HeadAsync(etcd);
+            await etcd.Kv.CompactAsync(new CompactionRequest { Revision = head });
+
+            mirror = await KvJournalProcess.StartMirrorAsync(etcd.Endpoint, dataDir);
+            var (status, text) = await Poll.UntilAsync(() => mirror.CutOverAsync(head), r => r.Text.Contains("compacted", StringComparison.Ordinal), TimeSpan.FromSeconds(30));
+            Assert.Equal(409, status);
+            Assert.Contains("start a new mirror on an empty data dir", text);
+            Assert.Contains("mirror: cannot follow", mirror.Output);
+            // It still serves what it has, and still refuses writes.
+            Assert.NotEmpty((await mirror.Kv.RangeAsync(new RangeRequest { Key = B("m/"), RangeEnd = B("m0"), Serializable = true })).Kvs);
+            await Assert.ThrowsAsync<RpcException>(() => mirror.Kv.PutAsync(new PutRequest { Key = B("m/x"), Value = B("x") }).ResponseAsync);
+        }
+        finally
+        {
+            await mirror.DisposeAsync();
+            Paths.DeleteDir(dataDir);
+        }
+    }
+}
