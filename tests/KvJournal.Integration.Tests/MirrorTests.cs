@@ -147,4 +147,62 @@ public sealed class MirrorTests
             Paths.DeleteDir(dataDir);
         }
     }
+
+    [Fact]
+    public async Task AMirrorOfAnEtcdWithAuthFollowsAsItsRootAndCutsOverForAnAdminOnly()
+    {
+        await using var etcd = await ReferenceEtcdProcess.StartAsync();
+        var auth = new Auth.AuthClient(etcd.Channel);
+        await auth.UserAddAsync(new AuthUserAddRequest { Name = "root", Password = "rootpw" });
+        await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "root", Role = "root" });
+        await auth.UserAddAsync(new AuthUserAddRequest { Name = "alice", Password = "alicepw" });
+        await auth.AuthEnableAsync(new AuthEnableRequest());
+        var root = new Metadata { { "token", (await auth.AuthenticateAsync(new AuthenticateRequest { Name = "root", Password = "rootpw" })).Token } };
+        for (int i = 0; i < 10; i++) await etcd.Kv.PutAsync(new PutRequest { Key = B($"m/{i}"), Value = B($"v{i}") }, root);
+
+        await using var mirror = await KvJournalProcess.StartMirrorAsync(etcd.Endpoint, null, "--from-user", "root:rootpw");
+        for (int i = 10; i < 20; i++) await etcd.Kv.PutAsync(new PutRequest { Key = B($"m/{i}"), Value = B($"v{i}") }, root);
+        long head = (await etcd.Kv.RangeAsync(new RangeRequest { Key = B("m/"), RangeEnd = B("m0"), CountOnly = true }, root)).Header.Revision;
+        var mirrorAuth = new Auth.AuthClient(mirror.Channel);
+        string token = (await mirrorAuth.AuthenticateAsync(new AuthenticateRequest { Name = "root", Password = "rootpw" })).Token;
+        await Poll.UntilAsync(async () => (await mirror.Kv.RangeAsync(new RangeRequest { Key = B("m/"), RangeEnd = B("m0"), CountOnly = true, Serializable = true }, new Metadata { { "token", token } })).Header.Revision,
+            r => r >= head, TimeSpan.FromSeconds(30), "the mirror caught up");
+
+        var anonymous = await mirror.CutOverAsync(head);
+        Assert.Equal((403, "etcdserver: user name is empty\n"), anonymous);
+        string alice = (await mirrorAuth.AuthenticateAsync(new AuthenticateRequest { Name = "alice", Password = "alicepw" })).Token;
+        Assert.Equal((403, "etcdserver: permission denied\n"), await mirror.CutOverAsync(head, alice));
+        var (status, text) = await mirror.CutOverAsync(head, token);
+        Assert.True(status == 200, text);
+        Assert.Contains("20 keys match", text);
+        Assert.Equal(head + 1, (await mirror.Kv.PutAsync(new PutRequest { Key = B("m/after"), Value = B("a") }, new Metadata { { "token", token } })).Header.Revision);
+    }
+
+    /// <summary>
+    /// A mirror into a NATS journal shared with another member: both serve the source's revisions
+    /// and refuse writes, and the cut-over (one journal entry) opens writes on both.
+    /// </summary>
+    [Fact]
+    public async Task AMirrorIntoANatsJournalOpensWritesOnEveryMemberAtTheCutOver()
+    {
+        await using var etcd = await ReferenceEtcdProcess.StartAsync();
+        await WriteAsync(etcd, 1, 30);
+        await using var nats = await NatsCluster.StartAsync();
+        await using var mirror = await KvJournalProcess.StartMirrorAsync(etcd.Endpoint, null, "--name", "m0", "--journal-endpoints", nats.Endpoints);
+        await using var other = await KvJournalProcess.StartAsync(null, "--name", "m1", "--journal-endpoints", nats.Endpoints);
+        await WriteAsync(etcd, 30, 60);
+        long head = await HeadAsync(etcd);
+        await CaughtUpAsync(mirror, head);
+        await CaughtUpAsync(other, head);
+        var expected = KeyspaceAnswers.Kvs(await etcd.Kv.RangeAsync(All(head)));
+        Assert.Equal(expected, KeyspaceAnswers.Kvs(await other.Kv.RangeAsync(All(head))));
+        var refused = await Assert.ThrowsAsync<RpcException>(() => other.Kv.PutAsync(new PutRequest { Key = B("m/x"), Value = B("x") }).ResponseAsync);
+        Assert.Equal(StatusCode.FailedPrecondition, refused.StatusCode);
+
+        var (status, text) = await mirror.CutOverAsync(head);
+        Assert.True(status == 200, text);
+        long written = (await other.Kv.PutAsync(new PutRequest { Key = B("m/x"), Value = B("x") })).Header.Revision;
+        Assert.Equal(head + 1, written);
+        await CaughtUpAsync(mirror, written);
+    }
 }
