@@ -1,9 +1,7 @@
 using Etcdserverpb;
+using KvJournal.Member.Snapshots;
 using KvJournal.Protos.Journal;
 using KvJournal.Storage.Apply;
-using KvJournal.Storage.EtcdDb;
-using KvJournal.Storage.Snapshot;
-using Microsoft.Extensions.Logging;
 
 namespace KvJournal.Member.Face;
 
@@ -71,11 +69,10 @@ public sealed partial class ShardServer
     }
 
     /// <summary>
-    /// Sends a point-in-time copy of the keyspace as etcd's own database file (EtcdDbExport: a
-    /// bbolt file in etcd 3.5's layout, every retained revision kept), then its SHA-256, as etcd
-    /// does: `etcdctl snapshot save` writes it, and `etcdutl snapshot restore` (or `kvjournal
-    /// snapshot restore`) makes a data dir from it. The state is copied under the read lock (a
-    /// memory copy), then encoded to a scratch file on a thread of its own so writers go on.
+    /// Sends a point-in-time copy of the keyspace as etcd's own snapshot (EtcdSnapshotFile: etcd's
+    /// database, every retained revision kept), in 1 MiB pieces, then its SHA-256 as the last
+    /// message, as etcd does: `etcdctl snapshot save` writes it, and `etcdutl snapshot restore` (or
+    /// `kvjournal snapshot restore`) makes a data dir from it.
     /// </summary>
     public async Task SnapshotAsync(SnapshotRequest request, CallerIdentity who, Func<SnapshotResponse, CancellationToken, Task> send, CancellationToken cancellationToken)
     {
@@ -83,31 +80,20 @@ public sealed partial class ShardServer
         string path = Path.Combine(Path.GetFullPath(limits.ScratchDir), $"snapshot-{Guid.NewGuid():N}.tmp");
         try
         {
-            var view = shard.Read(_ => StateSnapshot.Capture(shard.Store, shard.Leases, shard.Applier));
-            var written = await Task.Factory.StartNew(() =>
-            {
-                using var output = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16);
-                return EtcdDbExport.Write(view, output);
-            }, cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
-            if (written.UsersWithoutBcrypt > 0)
-                shard.Logs.CreateLogger("KvJournal.Snapshot").LogWarning("snapshot at revision {Revision}: {Users} users have passwords hashed by an older KvJournal (PBKDF2), which etcd cannot check; they log in to etcd only after a new password", written.Revision, written.UsersWithoutBcrypt);
-
+            var written = await EtcdSnapshotFile.WriteAsync(shard, path, cancellationToken).ConfigureAwait(false);
             var read = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, FileOptions.Asynchronous | FileOptions.SequentialScan);
             await using var closeRead = read.ConfigureAwait(false);
-            using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
-            long remaining = read.Length;
+            long remaining = written.Bytes - EtcdSnapshotFile.ChecksumBytes;
             var buffer = new byte[1 << 20];
-            var header = Fill(new ResponseHeader { Revision = written.Revision });
+            var header = Fill(new ResponseHeader { Revision = written.Summary.Revision });
             while (remaining > 0)
             {
-                int n = await read.ReadAsync(buffer, cancellationToken).ConfigureAwait(false);
+                int n = await read.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, remaining)), cancellationToken).ConfigureAwait(false);
                 if (n == 0) throw new EndOfStreamException($"snapshot file {path} ended early");
                 remaining -= n;
-                sha.AppendData(buffer, 0, n);
                 await send(new SnapshotResponse { Header = header, RemainingBytes = (ulong)remaining, Blob = Google.Protobuf.ByteString.CopyFrom(buffer, 0, n), Version = ServerVersion.Etcd }, cancellationToken).ConfigureAwait(false);
             }
-            // etcd's last message: the checksum etcdutl verifies before a restore.
-            await send(new SnapshotResponse { Header = header, Blob = Google.Protobuf.ByteString.CopyFrom(sha.GetHashAndReset()), Version = ServerVersion.Etcd }, cancellationToken).ConfigureAwait(false);
+            await send(new SnapshotResponse { Header = header, Blob = Google.Protobuf.ByteString.CopyFrom(written.Sha256), Version = ServerVersion.Etcd }, cancellationToken).ConfigureAwait(false);
         }
         finally
         {

@@ -30,6 +30,9 @@ public sealed partial class ShardServer(Shard shard, ShardServerOptions limits)
     /// <summary>The shard behind the face, for health checks and metrics.</summary>
     public Shard Shard => shard;
 
+    /// <summary>The latest backup of this shard (--backup-dir), for /metrics.</summary>
+    public Backups.BackupStatus Backups { get; } = new();
+
     /// <summary>Whether auth is on: with it off no adapter needs to read credentials at all.</summary>
     public bool AuthEnabled => shard.Auth.Enabled;
 

@@ -2,6 +2,7 @@ using System.Net;
 using KvJournal.Journal;
 using KvJournal.Journal.Embedded;
 using KvJournal.Journal.Nats;
+using KvJournal.Member.Backups;
 using KvJournal.Member.Compaction;
 using KvJournal.Member.Face;
 using KvJournal.Member.Mirror;
@@ -43,6 +44,7 @@ public sealed class KvJournalServer : IAsyncDisposable
         public ClientPortSplitter Splitter { get; } = new();
         public ListenOptions? Http1 { get; set; }
         public Task Compacting { get; set; } = Task.CompletedTask;
+        public Task BackingUp { get; set; } = Task.CompletedTask;
     }
 
     private readonly List<HostedShard> _shards = [];
@@ -169,6 +171,11 @@ public sealed class KvJournalServer : IAsyncDisposable
         var face = new ShardServer(shard, new ShardServerOptions(_options.MaxTxnOps, _options.MaxRequestBytes + ServerOptions.GrpcOverheadBytes, _options.EffectiveDataDir, _options.BcryptCost));
         var hosted = new HostedShard(journal, shard, face, listen);
         if (AutoCompaction(shard) is { } compactor) hosted.Compacting = Task.Run(() => compactor.RunAsync(_stopping.Token), CancellationToken.None);
+        if (_options.BackupDir is { } backupDir)
+        {
+            var backups = new ShardBackups(shard, new BackupOptions(backupDir, _options.BackupInterval, _options.BackupRetention), face.Backups);
+            hosted.BackingUp = Task.Run(() => backups.RunAsync(_stopping.Token), CancellationToken.None);
+        }
         _shards.Add(hosted);
     }
 
@@ -247,7 +254,11 @@ public sealed class KvJournalServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await _stopping.CancelAsync().ConfigureAwait(false);
-        foreach (var hosted in _shards) await hosted.Compacting.ConfigureAwait(false);
+        foreach (var hosted in _shards)
+        {
+            await hosted.Compacting.ConfigureAwait(false);
+            await hosted.BackingUp.ConfigureAwait(false);
+        }
         await _following.ConfigureAwait(false);
         _source?.Dispose();
         if (_app is not null) await _app.DisposeAsync().ConfigureAwait(false);

@@ -47,6 +47,12 @@ public sealed partial record ServerOptions
     public string AutoCompactionRetention { get; init; } = "0";
     public string LogLevel { get; init; } = "info";
 
+    /// <summary>Where the member reported as leader writes each shard's backups (etcd snapshot files); null: no backups.</summary>
+    public string? BackupDir { get; init; }
+    public TimeSpan BackupInterval { get; init; } = TimeSpan.FromHours(1);
+    /// <summary>Backups kept per shard; older ones are deleted.</summary>
+    public int BackupRetention { get; init; } = 24;
+
     /// <summary>Applied entries between state snapshots stored in the journal (etcd's --snapshot-count); 0 = none.</summary>
     public long SnapshotCount { get; init; } = 100_000;
 
@@ -215,6 +221,8 @@ public sealed partial record ServerOptions
             throw new ArgumentException("--listen-metrics-urls takes http:// URLs");
         if (ClientCertAuth && TrustedCaFile is null)
             throw new ArgumentException("--client-cert-auth needs --trusted-ca-file");
+        if (BackupInterval <= TimeSpan.Zero)
+            throw new ArgumentException("--backup-interval must be above 0");
     }
 
     // Go's time.Duration syntax as etcd's flags take it: a sequence of number+unit ("10m", "1m30s", "500ms").

@@ -44,7 +44,7 @@ public static class HttpEndpoints
         app.MapGet("/metrics", (ShardServer face, GrpcMetrics grpc, HttpContext http) =>
         {
             http.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-            return http.Response.WriteAsync(Metrics(face.Gauges(), grpc));
+            return http.Response.WriteAsync(Metrics(face.Gauges(), face.Backups, grpc));
         });
     }
 
@@ -65,7 +65,7 @@ public static class HttpEndpoints
         return http.Response.WriteAsync(text.ToString());
     }
 
-    private static string Metrics(ShardGauges shard, GrpcMetrics grpc)
+    private static string Metrics(ShardGauges shard, KvJournal.Member.Backups.BackupStatus backup, GrpcMetrics grpc)
     {
         var text = new StringBuilder();
         void Gauge(string name, string help, double value, string labels = "")
@@ -85,6 +85,12 @@ public static class HttpEndpoints
         Gauge("kvjournal_shard_size_bytes", "The shard's size as its quota counts it (dbSize).", shard.DbSizeBytes, $"{{shard=\"{shard.Name}\"}}");
         Gauge("kvjournal_shard_quota_bytes", "The shard's quota in bytes.", shard.QuotaBytes, $"{{shard=\"{shard.Name}\"}}");
         Gauge("kvjournal_journal_applied_position", "Journal position of the last applied entry.", shard.AppliedPosition, $"{{shard=\"{shard.Name}\"}}");
+        string shardLabel = $"{{shard=\"{shard.Name}\"}}";
+        Gauge("kvjournal_backup_last_success_timestamp_seconds", "Unix time of the shard's last backup (0: none yet).", backup.LastSuccessUnixSeconds, shardLabel);
+        Gauge("kvjournal_backup_last_duration_seconds", "How long the shard's last backup took.", backup.LastDurationSeconds, shardLabel);
+        Gauge("kvjournal_backup_last_size_bytes", "Size of the shard's last backup file.", backup.LastSizeBytes, shardLabel);
+        Gauge("kvjournal_backup_last_revision", "Revision the shard's last backup holds.", backup.LastRevision, shardLabel);
+        text.Append(CultureInfo.InvariantCulture, $"# HELP kvjournal_backup_failures_total Backups of the shard that failed.\n# TYPE kvjournal_backup_failures_total counter\nkvjournal_backup_failures_total{shardLabel} {backup.Failures}\n");
         // The runtime's own costs, as etcd exports Go's (go_gc_duration_seconds, go_memstats_*).
         text.Append(CultureInfo.InvariantCulture, $"# HELP dotnet_gc_pause_seconds_total Total time the runtime paused threads for garbage collection.\n# TYPE dotnet_gc_pause_seconds_total counter\ndotnet_gc_pause_seconds_total {GC.GetTotalPauseDuration().TotalSeconds}\n");
         text.Append("# HELP dotnet_gc_collections_total Garbage collections of each generation.\n# TYPE dotnet_gc_collections_total counter\n");
