@@ -91,4 +91,43 @@ public sealed class ShardTests
             Paths.DeleteDir(dir);
         }
     }
+
+    [Fact]
+    public async Task AWriteRateOnTheEventsShardRefusesItsFloodWithTooManyRequestsAndLeavesLeasesAlone()
+    {
+        int eventsPort = Ports.Free(), leasesPort = Ports.Free();
+        await using var kvj = await KvJournalProcess.StartAsync(null,
+            "--shard", $"events=http://127.0.0.1:{eventsPort}", "--shard", $"leases=http://127.0.0.1:{leasesPort}",
+            "--shard-write-rate", "events=50", "--shard-max-inflight-writes", "events=8");
+        using var eventsChannel = GrpcChannel.ForAddress($"http://127.0.0.1:{eventsPort}");
+        using var leasesChannel = GrpcChannel.ForAddress($"http://127.0.0.1:{leasesPort}");
+        var events = new KV.KVClient(eventsChannel);
+        var leases = new KV.KVClient(leasesChannel);
+
+        int admitted = 0, refused = 0;
+        var flood = Parallel.ForAsync(0, 400, new ParallelOptions { MaxDegreeOfParallelism = 16 }, async (i, ct) =>
+        {
+            try
+            {
+                await events.PutAsync(new PutRequest { Key = B($"/registry/events/e{i}"), Value = B("event") }, cancellationToken: ct);
+                Interlocked.Increment(ref admitted);
+            }
+            catch (RpcException ex) when (ex.StatusCode == StatusCode.ResourceExhausted && ex.Status.Detail == "etcdserver: too many requests")
+            {
+                Interlocked.Increment(ref refused);
+            }
+        });
+        for (int i = 0; i < 50; i++) await leases.PutAsync(new PutRequest { Key = B($"/registry/leases/node-{i % 5}"), Value = B("renew") });
+        await flood;
+
+        Assert.True(refused > 0 && admitted > 0, $"admitted {admitted}, refused {refused}");
+        // Nothing refused was written; everything admitted was.
+        var written = await events.RangeAsync(new RangeRequest { Key = B("/registry/events/"), RangeEnd = B("/registry/events0"), CountOnly = true });
+        Assert.Equal(admitted, written.Count);
+        string metrics = await new HttpClient().GetStringAsync($"http://127.0.0.1:{eventsPort}/metrics");
+        long counted = metrics.Split('\n').Where(l => l.StartsWith("kvjournal_throttled_writes_total{shard=\"events\"", StringComparison.Ordinal)).Sum(l => long.Parse(l.Split(' ')[1], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(refused, counted);
+        string leaseMetrics = await new HttpClient().GetStringAsync($"http://127.0.0.1:{leasesPort}/metrics");
+        Assert.Contains("kvjournal_throttled_writes_total{shard=\"leases\",limit=\"rate\"} 0\n", leaseMetrics);
+    }
 }

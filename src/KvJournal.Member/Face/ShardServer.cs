@@ -11,7 +11,9 @@ namespace KvJournal.Member.Face;
 /// <param name="MaxTxnOps">--max-txn-ops.</param>
 /// <param name="WatchFragmentAboveBytes">A watch response the client allowed to be fragmented is split above this size (etcd: request limit plus gRPC overhead).</param>
 /// <param name="ScratchDir">Where a snapshot for a client is written before it is sent (in the data directory).</param>
-public sealed record ShardServerOptions(int MaxTxnOps, int WatchFragmentAboveBytes, string ScratchDir, int BcryptCost = PasswordHash.DefaultCost);
+/// <summary>The face's limits: txn size, watch fragments, scratch space, password cost, and the optional write throttle.</summary>
+public sealed record ShardServerOptions(int MaxTxnOps, int WatchFragmentAboveBytes, string ScratchDir, int BcryptCost = PasswordHash.DefaultCost,
+    double WritesPerSecond = 0, int MaxInFlightWrites = 0);
 
 /// <summary>
 /// The one public face of a shard: every etcd request, whichever wire it came on, is served here.
@@ -29,6 +31,10 @@ public sealed partial class ShardServer(Shard shard, ShardServerOptions limits)
 
     /// <summary>The shard behind the face, for health checks and metrics.</summary>
     public Shard Shard => shard;
+
+    /// <summary>The shard's write limits, when it has any (--shard-write-rate, --shard-max-inflight-writes).</summary>
+    public WriteThrottle? Throttle { get; } = limits.WritesPerSecond > 0 || limits.MaxInFlightWrites > 0
+        ? new WriteThrottle(limits.WritesPerSecond, limits.MaxInFlightWrites, shard.Time) : null;
 
     /// <summary>The latest backup of this shard (--backup-dir), for /metrics.</summary>
     public Backups.BackupStatus Backups { get; } = new();
@@ -103,11 +109,30 @@ public sealed partial class ShardServer(Shard shard, ShardServerOptions limits)
         return (TResponse)result.Response!;
     }
 
-    /// <summary>The same, for callers that act on the error themselves (a retried lease id or login).</summary>
+    /// <summary>
+    /// The same, for callers that act on the error themselves (a retried lease id or login). A
+    /// client's write passes the shard's throttle first; a mirror's entries do not (they are the
+    /// source's writes, already admitted there).
+    /// </summary>
     private Task<ApplyResult> ProposeEntryAsync(string user, JournalEntry entry, CancellationToken cancellationToken)
     {
         entry.AuthUser = user;
-        return shard.ProposeAsync(entry, cancellationToken);
+        if (Throttle is null || entry.BodyCase is JournalEntry.BodyOneofCase.MirrorRevisions or JournalEntry.BodyOneofCase.MirrorCutOver)
+            return shard.ProposeAsync(entry, cancellationToken);
+        return ThrottledAsync(Throttle, entry, cancellationToken);
+    }
+
+    private async Task<ApplyResult> ThrottledAsync(WriteThrottle throttle, JournalEntry entry, CancellationToken cancellationToken)
+    {
+        throttle.Enter();
+        try
+        {
+            return await shard.ProposeAsync(entry, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            throttle.Exit();
+        }
     }
 
     /// <summary>A consistent read under the store's read lock, after the linearizable wait unless serializable.</summary>

@@ -168,7 +168,8 @@ public sealed class KvJournalServer : IAsyncDisposable
             ClientUrls = [.. advertise.Select(u => u.GetLeftPart(UriPartial.Authority))],
             PeerUrls = [.. _options.AdvertisePeerUrls.Select(u => u.GetLeftPart(UriPartial.Authority))],
         }, cancellationToken).ConfigureAwait(false);
-        var face = new ShardServer(shard, new ShardServerOptions(_options.MaxTxnOps, _options.MaxRequestBytes + ServerOptions.GrpcOverheadBytes, _options.EffectiveDataDir, _options.BcryptCost));
+        var face = new ShardServer(shard, new ShardServerOptions(_options.MaxTxnOps, _options.MaxRequestBytes + ServerOptions.GrpcOverheadBytes, _options.EffectiveDataDir, _options.BcryptCost,
+            _options.ShardWriteRates.GetValueOrDefault(name), (int)Math.Min(int.MaxValue, _options.ShardMaxInFlightWrites.GetValueOrDefault(name))));
         var hosted = new HostedShard(journal, shard, face, listen);
         if (AutoCompaction(shard) is { } compactor) hosted.Compacting = Task.Run(() => compactor.RunAsync(_stopping.Token), CancellationToken.None);
         if (_options.BackupDir is { } backupDir)

@@ -61,7 +61,9 @@ public sealed partial record ServerOptions
             (o, n, v) => o with { UnsafeAcceptJournalLoss = Bool(n, v) }, Boolean: true),
         // Repeatable: each occurrence adds a shard or a shard's quota.
         new("shard", "NAME=URLS", "serve a further keyspace NAME on URLS (repeatable)", (o, _, v) => o with { Shards = [.. o.Shards, ShardSpec.Parse(v)] }),
-        new("shard-quota-backend-bytes", "NAME=N", "that shard's quota (repeatable; default: --quota-backend-bytes)", (o, _, v) => o with { ShardQuotas = o.ShardQuota(v) }),
+        new("shard-quota-backend-bytes", "NAME=N", "that shard's quota (repeatable; default: --quota-backend-bytes)", (o, n, v) => o with { ShardQuotas = ShardSetting(o.ShardQuotas, n, v) }),
+        new("shard-write-rate", "NAME=N", "client writes per second that shard admits, refused with \"too many requests\"\nabove it (repeatable; NAME default is the main keyspace; default: no limit)", (o, n, v) => o with { ShardWriteRates = ShardSetting(o.ShardWriteRates, n, v) }),
+        new("shard-max-inflight-writes", "NAME=N", "client writes that shard holds in flight at once (repeatable; default: no limit)", (o, n, v) => o with { ShardMaxInFlightWrites = ShardSetting(o.ShardMaxInFlightWrites, n, v) }),
         // etcd's "simple,..." options (none of which change simple tokens) are accepted; JWT is not served.
         new("auth-token", "TYPE", "auth token type; only \"simple\" (the default) is served", (o, n, v) => v == "simple" || v.StartsWith("simple,", StringComparison.Ordinal)
             ? o

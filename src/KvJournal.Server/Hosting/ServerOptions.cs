@@ -38,6 +38,10 @@ public sealed partial record ServerOptions
     public IReadOnlyList<ShardSpec> Shards { get; init; } = [];
     /// <summary>Quotas of the further shards by name (--shard-quota-backend-bytes NAME=BYTES); others get the default quota.</summary>
     public IReadOnlyDictionary<string, long> ShardQuotas { get; init; } = new Dictionary<string, long>();
+    /// <summary>Client writes per second a shard admits (none when absent): etcd's "too many requests" above it.</summary>
+    public IReadOnlyDictionary<string, long> ShardWriteRates { get; init; } = new Dictionary<string, long>();
+    /// <summary>Client writes a shard holds in flight at once (none when absent).</summary>
+    public IReadOnlyDictionary<string, long> ShardMaxInFlightWrites { get; init; } = new Dictionary<string, long>();
 
     /// <summary>Extra plain-HTTP URLs serving only /metrics and the health endpoints.</summary>
     public IReadOnlyList<Uri> ListenMetricsUrls { get; init; } = [];
@@ -174,11 +178,12 @@ public sealed partial record ServerOptions
         return flags;
     }
 
-    private Dictionary<string, long> ShardQuota(string value)
+    // A repeatable NAME=N flag: one shard's setting added to those given before.
+    internal static Dictionary<string, long> ShardSetting(IReadOnlyDictionary<string, long> before, string flag, string value)
     {
         int eq = value.IndexOf('=', StringComparison.Ordinal);
-        if (eq <= 0) throw new ArgumentException($"invalid value \"{value}\" for flag --shard-quota-backend-bytes: want NAME=BYTES");
-        return new Dictionary<string, long>(ShardQuotas) { [value[..eq]] = Number("shard-quota-backend-bytes", value[(eq + 1)..], 0, long.MaxValue) };
+        if (eq <= 0) throw new ArgumentException($"invalid value \"{value}\" for flag --{flag}: want NAME=N");
+        return new Dictionary<string, long>(before) { [value[..eq]] = Number(flag, value[(eq + 1)..], 0, long.MaxValue) };
     }
 
     internal static long Number(string flag, string text, long min, long max)
@@ -206,9 +211,10 @@ public sealed partial record ServerOptions
         {
             if (!names.Add(shard.Name)) throw new ArgumentException($"--shard {shard.Name}: the name is taken");
         }
-        foreach (var name in ShardQuotas.Keys)
+        foreach (var (flag, settings) in new[] { ("shard-quota-backend-bytes", ShardQuotas), ("shard-write-rate", ShardWriteRates), ("shard-max-inflight-writes", ShardMaxInFlightWrites) })
         {
-            if (name != "default" && !names.Contains(name)) throw new ArgumentException($"--shard-quota-backend-bytes names unknown shard \"{name}\"");
+            foreach (var name in settings.Keys)
+                if (name != "default" && !names.Contains(name)) throw new ArgumentException($"--{flag} names unknown shard \"{name}\"");
         }
         var ports = new HashSet<int>();
         foreach (var url in ListenClientUrls.Concat(Shards.SelectMany(sh => sh.Urls)).Concat(ListenMetricsUrls))

@@ -43,6 +43,8 @@ public enum EtcdError : byte
     MembershipByJournal,
     // A mirror of etcd (kvjournal mirror) before its cut-over, and cut-over asked of a member that is not one.
     MirrorReadOnly,
+    /// <summary>A write over the shard's --shard-write-rate or --shard-max-inflight-writes.</summary>
+    TooManyRequests,
     NotMirroring,
     ElectionNotLeader,
     ElectionNoLeader,

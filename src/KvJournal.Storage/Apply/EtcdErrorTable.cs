@@ -62,6 +62,7 @@ public static class EtcdErrorTable
         EtcdError.NoInflightDowngrade => new(RpcCode.FailedPrecondition, "etcdserver: no inflight downgrade job"),
         EtcdError.InvalidDowngradeTarget => new(RpcCode.InvalidArgument, "etcdserver: invalid downgrade target version"),
         // KvJournal's own: etcd has no answer for members that join by sharing a journal.
+        EtcdError.TooManyRequests => new(RpcCode.ResourceExhausted, "etcdserver: too many requests"),
         EtcdError.MirrorReadOnly => new(RpcCode.FailedPrecondition, "etcdserver: this member mirrors an etcd cluster and takes writes only after its cut-over"),
         EtcdError.NotMirroring => new(RpcCode.FailedPrecondition, "etcdserver: this member is not mirroring an etcd cluster"),
         EtcdError.MembershipByJournal => new(RpcCode.FailedPrecondition, "etcdserver: KvJournal members join by serving the same journal; raft membership changes are not used"),

@@ -44,7 +44,7 @@ public static class HttpEndpoints
         app.MapGet("/metrics", (ShardServer face, GrpcMetrics grpc, HttpContext http) =>
         {
             http.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-            return http.Response.WriteAsync(Metrics(face.Gauges(), face.Backups, grpc));
+            return http.Response.WriteAsync(Metrics(face.Gauges(), face.Backups, face.Throttle, grpc));
         });
     }
 
@@ -65,7 +65,7 @@ public static class HttpEndpoints
         return http.Response.WriteAsync(text.ToString());
     }
 
-    private static string Metrics(ShardGauges shard, KvJournal.Member.Backups.BackupStatus backup, GrpcMetrics grpc)
+    private static string Metrics(ShardGauges shard, KvJournal.Member.Backups.BackupStatus backup, WriteThrottle? throttle, GrpcMetrics grpc)
     {
         var text = new StringBuilder();
         void Gauge(string name, string help, double value, string labels = "")
@@ -91,6 +91,10 @@ public static class HttpEndpoints
         Gauge("kvjournal_backup_last_size_bytes", "Size of the shard's last backup file.", backup.LastSizeBytes, shardLabel);
         Gauge("kvjournal_backup_last_revision", "Revision the shard's last backup holds.", backup.LastRevision, shardLabel);
         text.Append(CultureInfo.InvariantCulture, $"# HELP kvjournal_backup_failures_total Backups of the shard that failed.\n# TYPE kvjournal_backup_failures_total counter\nkvjournal_backup_failures_total{shardLabel} {backup.Failures}\n");
+        text.Append(CultureInfo.InvariantCulture, $"# HELP kvjournal_throttled_writes_total Client writes refused with \"too many requests\" by the shard's write rate or in-flight limit.\n# TYPE kvjournal_throttled_writes_total counter\n");
+        text.Append(CultureInfo.InvariantCulture, $"kvjournal_throttled_writes_total{{shard=\"{shard.Name}\",limit=\"rate\"}} {throttle?.RefusedByRate ?? 0}\n");
+        text.Append(CultureInfo.InvariantCulture, $"kvjournal_throttled_writes_total{{shard=\"{shard.Name}\",limit=\"inflight\"}} {throttle?.RefusedInFlight ?? 0}\n");
+        Gauge("kvjournal_shard_write_rate_limit", "Client writes per second the shard admits (0: no limit).", throttle?.WritesPerSecond ?? 0, shardLabel);
         // The runtime's own costs, as etcd exports Go's (go_gc_duration_seconds, go_memstats_*).
         text.Append(CultureInfo.InvariantCulture, $"# HELP dotnet_gc_pause_seconds_total Total time the runtime paused threads for garbage collection.\n# TYPE dotnet_gc_pause_seconds_total counter\ndotnet_gc_pause_seconds_total {GC.GetTotalPauseDuration().TotalSeconds}\n");
         text.Append("# HELP dotnet_gc_collections_total Garbage collections of each generation.\n# TYPE dotnet_gc_collections_total counter\n");
