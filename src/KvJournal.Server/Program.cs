@@ -7,6 +7,7 @@ public static class Program
     public static async Task<int> Main(string[] args)
     {
         if (args.Length > 0 && args[0] == "snapshot") return await Commands.SnapshotCommand.RunAsync(args[1..]).ConfigureAwait(false);
+        if (args.Length > 0 && args[0] == "probe") return await Commands.ProbeCommand.RunAsync(args[1..]).ConfigureAwait(false);
         if (args.Length > 0 && args[0] == "mirror") return await Commands.MirrorCommand.RunAsync(args[1..]).ConfigureAwait(false);
         if (args.Contains("--help") || args.Contains("-h") || args.Contains("-help"))
         {

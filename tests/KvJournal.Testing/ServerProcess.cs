@@ -265,6 +265,22 @@ public sealed class KvJournalProcess : ServerProcess
     public static Task<KvJournalProcess> StartWithTlsAsync(TlsFiles tls) =>
         ReadyAsync(() => new KvJournalProcess(Ports.Free(), Paths.NewTempDir("kvj-tls"), true, [], tls));
 
+    /// <summary>Starts a member on <paramref name="port"/> (a restart that clients find at the same URL), on <paramref name="dataDir"/>, kept on dispose.</summary>
+    public static async Task<KvJournalProcess> StartOnPortAsync(int port, string dataDir)
+    {
+        var server = new KvJournalProcess(port, dataDir, ownsDataDir: false, []);
+        try
+        {
+            await server.WaitReadyAsync(TimeSpan.FromSeconds(60));
+            return server;
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
+    }
+
     /// <summary>
     /// Starts a member on a fresh port. With no <paramref name="dataDir"/> it gets a temporary one,
     /// deleted on dispose; a caller's directory is kept, and reusing it means a restart.

@@ -46,7 +46,15 @@ public sealed class EtcdSource : IDisposable
             if (options.CertFile is { } cert && options.KeyFile is { } key)
                 handler.SslOptions.ClientCertificates = [X509Certificate2.CreateFromPemFile(cert, key)];
         }
-        _channel = GrpcChannel.ForAddress(options.Endpoint, new GrpcChannelOptions { HttpHandler = handler, MaxReceiveMessageSize = null });
+        // A source (or probed member) that was away is tried again within a second or two, not
+        // after gRPC's default backoff, which grows to two minutes.
+        _channel = GrpcChannel.ForAddress(options.Endpoint, new GrpcChannelOptions
+        {
+            HttpHandler = handler,
+            MaxReceiveMessageSize = null,
+            InitialReconnectBackoff = TimeSpan.FromMilliseconds(200),
+            MaxReconnectBackoff = TimeSpan.FromSeconds(1),
+        });
         Kv = new KV.KVClient(_channel);
         Watch = new Watch.WatchClient(_channel);
         Lease = new Lease.LeaseClient(_channel);
