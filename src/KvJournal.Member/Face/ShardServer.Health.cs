@@ -4,7 +4,7 @@ namespace KvJournal.Member.Face;
 
 /// <summary>A shard's figures for /metrics, read at one point.</summary>
 public readonly record struct ShardGauges(string Name, bool HasLeader, bool IsLeader, long QuotaBytes, long DbSizeBytes, int Keys,
-    long Revision, long CompactRevision, int WatchStreams, int Watchers, long AppliedPosition, LatencyHistogram AppendLatency);
+    long Revision, long CompactRevision, int WatchStreams, int Watchers, long AppliedPosition, long CommittedPosition, int ActiveAlarms, LatencyHistogram AppendLatency);
 
 // What etcd's health endpoints and metrics report about the shard.
 public sealed partial class ShardServer
@@ -48,9 +48,9 @@ public sealed partial class ShardServer
 
     public ShardGauges Gauges()
     {
-        var (revision, compacted, dbSize, keys) = shard.Read(txn => (txn.ReadRevision, txn.CompactRevision, shard.DbSize, shard.Store.KeyCount));
+        var (revision, compacted, dbSize, keys, alarms) = shard.Read(txn => (txn.ReadRevision, txn.CompactRevision, shard.DbSize, shard.Store.KeyCount, shard.Alarms.Count));
         var (streams, watchers) = shard.Watches.Counts();
         return new ShardGauges(shard.Name, shard.JournalReachable, shard.LeaderId == shard.MemberId, shard.QuotaBytes, dbSize, keys,
-            revision, Math.Max(0, compacted), streams, watchers, shard.AppliedPosition, shard.AppendLatency);
+            revision, Math.Max(0, compacted), streams, watchers, shard.AppliedPosition, shard.CommittedPosition, alarms, shard.AppendLatency);
     }
 }

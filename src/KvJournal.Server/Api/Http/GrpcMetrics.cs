@@ -23,8 +23,12 @@ public sealed class GrpcMetrics
     internal void Handled(string type, string fullMethod, StatusCode code) =>
         Interlocked.Increment(ref _handled.GetOrAdd((type, fullMethod, code), static _ => new long[1])[0]);
 
+    /// <summary>How long unary calls take to serve, all methods together.</summary>
+    internal KvJournal.Member.Metrics.LatencyHistogram UnaryLatency { get; } = new();
+
     public void WriteTo(StringBuilder text)
     {
+        UnaryLatency.WriteTo(text, "grpc_server_handling_seconds", "Time to serve a unary call, from its request to its response (all methods).");
         text.Append("# HELP grpc_server_started_total Total number of RPCs started on the server.\n# TYPE grpc_server_started_total counter\n");
         foreach (var (k, v) in _started.OrderBy(e => e.Key))
         {
@@ -53,6 +57,7 @@ public sealed class GrpcMetricsInterceptor(GrpcMetrics metrics) : Interceptor
     public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
     {
         metrics.Started("unary", context.Method);
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             var response = await continuation(request, context).ConfigureAwait(false);
@@ -63,6 +68,10 @@ public sealed class GrpcMetricsInterceptor(GrpcMetrics metrics) : Interceptor
         {
             metrics.Handled("unary", context.Method, ex.StatusCode);
             throw;
+        }
+        finally
+        {
+            metrics.UnaryLatency.Observe(System.Diagnostics.Stopwatch.GetElapsedTime(started));
         }
     }
 

@@ -85,6 +85,8 @@ public static class HttpEndpoints
         Gauge("kvjournal_shard_size_bytes", "The shard's size as its quota counts it (dbSize).", shard.DbSizeBytes, $"{{shard=\"{shard.Name}\"}}");
         Gauge("kvjournal_shard_quota_bytes", "The shard's quota in bytes.", shard.QuotaBytes, $"{{shard=\"{shard.Name}\"}}");
         Gauge("kvjournal_journal_applied_position", "Journal position of the last applied entry.", shard.AppliedPosition, $"{{shard=\"{shard.Name}\"}}");
+        Gauge("kvjournal_journal_committed_position", "Journal position of the newest entry this member knows durable (applied lags it while catching up).", shard.CommittedPosition, $"{{shard=\"{shard.Name}\"}}");
+        Gauge("kvjournal_alarms_active", "Alarms active on the shard (etcdctl alarm list).", shard.ActiveAlarms, $"{{shard=\"{shard.Name}\"}}");
         string shardLabel = $"{{shard=\"{shard.Name}\"}}";
         Gauge("kvjournal_backup_last_success_timestamp_seconds", "Unix time of the shard's last backup (0: none yet).", backup.LastSuccessUnixSeconds, shardLabel);
         Gauge("kvjournal_backup_last_duration_seconds", "How long the shard's last backup took.", backup.LastDurationSeconds, shardLabel);
