@@ -21,6 +21,8 @@ public static class ShardFloodBenchmark
         int seconds = args.Get("seconds", 5);
         int quotaMiB = args.Get("quota-mib", 16);
         int writeRate = args.Get("events-write-rate", 0);
+        // A flooder that honours push-back waits this long after "too many requests" (client-go waits on a 429).
+        int backoffMs = args.Get("flood-backoff-ms", 0);
         int eventsPort = Ports.Free(), leasesPort = Ports.Free();
         string[] throttle = writeRate > 0 ? ["--shard-write-rate", $"events={writeRate}"] : [];
         await using var server = await KvJournalProcess.StartAsync(null,
@@ -30,7 +32,7 @@ public static class ShardFloodBenchmark
         using var leasesChannel = GrpcChannel.ForAddress($"http://127.0.0.1:{leasesPort}");
         var events = new KV.KVClient(eventsChannel);
         var leases = new KV.KVClient(leasesChannel);
-        Console.WriteLine($"shard flood benchmark: events shard quota {quotaMiB} MiB, write rate {(writeRate > 0 ? $"{writeRate}/s" : "unlimited")}, {seconds} s per window, 4 lease writers, 8 event flooders");
+        Console.WriteLine($"shard flood benchmark: events shard quota {quotaMiB} MiB, write rate {(writeRate > 0 ? $"{writeRate}/s" : "unlimited")}, flood back-off {backoffMs} ms, {seconds} s per window, 4 lease writers, 8 event flooders");
 
         await RenewalsAsync(leases, TimeSpan.FromSeconds(2)); // warm-up
         var alone = await RenewalsAsync(leases, TimeSpan.FromSeconds(seconds));
@@ -49,7 +51,9 @@ public static class ShardFloodBenchmark
                 }
                 catch (RpcException ex) when (ex.StatusCode == StatusCode.ResourceExhausted)
                 {
-                    Interlocked.Increment(ref ex.Status.Detail == "etcdserver: too many requests" ? ref throttled : ref refused);
+                    bool pushedBack = ex.Status.Detail == "etcdserver: too many requests";
+                    Interlocked.Increment(ref pushedBack ? ref throttled : ref refused);
+                    if (pushedBack && backoffMs > 0) await Task.Delay(backoffMs);
                 }
             }
         })).ToArray();
