@@ -143,4 +143,24 @@ public sealed class EtcdExportTests
             Paths.DeleteDir(dir);
         }
     }
+
+    [Fact]
+    public async Task AnEmptyKeyspaceMovesAtRevisionOneAsANewEtcdIs()
+    {
+        await using var kvj = await KvJournalProcess.StartAsync();
+        string dir = Paths.NewTempDir("kvjournal-export-empty");
+        try
+        {
+            string snapshot = await SaveAsync(kvj, dir);
+            await using var etcd = await ReferenceEtcdProcess.StartRestoredAsync(snapshot);
+            await using var back = await KvJournalProcess.StartAsync(await RestoreIntoKvJournalAsync(snapshot, dir));
+            var put = new PutRequest { Key = B("first"), Value = B("v") };
+            foreach (var server in new ServerProcess[] { kvj, etcd, back })
+                Assert.Equal(2, (await server.Kv.PutAsync(put)).Header.Revision);
+        }
+        finally
+        {
+            Paths.DeleteDir(dir);
+        }
+    }
 }

@@ -68,8 +68,9 @@ public static class EtcdDbImport
         var header = new StateHeader
         {
             ClusterId = NewClusterId(),
-            // A delete compacted away leaves no key at the head revision; the compaction revision still counts.
-            Revision = Math.Max(last, compacted),
+            // A delete compacted away leaves no key at the head revision; the compaction revision still
+            // counts. An empty keyspace is at revision 1, as a new etcd (and KvJournal) is.
+            Revision = Math.Max(1, Math.Max(last, compacted)),
             CompactRevision = compacted,
             JournalPosition = ImportedPosition,
         };
