@@ -102,20 +102,7 @@ public sealed class EtcdExportTests
     public async Task UsersMadeInKvJournalLogInToEtcdWithTheirPasswordsAfterAnExport()
     {
         await using var kvj = await KvJournalProcess.StartAsync();
-        var auth = new Auth.AuthClient(kvj.Channel);
-        await kvj.Kv.PutAsync(new PutRequest { Key = B("app/a"), Value = B("1") });
-        await kvj.Kv.PutAsync(new PutRequest { Key = B("secret"), Value = B("2") });
-        await auth.UserAddAsync(new AuthUserAddRequest { Name = "root", Password = "rootpw" });
-        await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "root", Role = "root" });
-        await auth.RoleAddAsync(new AuthRoleAddRequest { Name = "reader" });
-        await auth.RoleGrantPermissionAsync(new AuthRoleGrantPermissionRequest
-        {
-            Name = "reader",
-            Perm = new Authpb.Permission { PermType = Authpb.Permission.Types.Type.Read, Key = B("app/"), RangeEnd = B("app0") },
-        });
-        await auth.UserAddAsync(new AuthUserAddRequest { Name = "alice", Password = "alicepw" });
-        await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "alice", Role = "reader" });
-        await auth.AuthEnableAsync(new AuthEnableRequest());
+        await KeyspaceAnswers.SetUpUsersAsync(kvj);
 
         string dir = Paths.NewTempDir("kvjournal-export-auth");
         try
@@ -125,17 +112,7 @@ public sealed class EtcdExportTests
             await using var back = await KvJournalProcess.StartAsync(await RestoreIntoKvJournalAsync(snapshot, dir));
             foreach (var server in new ServerProcess[] { kvj, etcd, back })
             {
-                var client = new Auth.AuthClient(server.Channel);
-                var headers = new Metadata { { "token", (await client.AuthenticateAsync(new AuthenticateRequest { Name = "alice", Password = "alicepw" })).Token } };
-                Assert.Equal("1", (await server.Kv.RangeAsync(new RangeRequest { Key = B("app/a") }, headers)).Kvs[0].Value.ToStringUtf8());
-                var denied = await Assert.ThrowsAsync<RpcException>(() => server.Kv.RangeAsync(new RangeRequest { Key = B("secret") }, headers).ResponseAsync);
-                Assert.Equal("etcdserver: permission denied", denied.Status.Detail);
-                var wrong = await Assert.ThrowsAsync<RpcException>(() => client.AuthenticateAsync(new AuthenticateRequest { Name = "alice", Password = "nope" }).ResponseAsync);
-                Assert.Equal("etcdserver: authentication failed, invalid user ID or password", wrong.Status.Detail);
-                var root = new Metadata { { "token", (await client.AuthenticateAsync(new AuthenticateRequest { Name = "root", Password = "rootpw" })).Token } };
-                Assert.True((await client.AuthStatusAsync(new AuthStatusRequest(), root)).Enabled);
-                Assert.Equal(["alice", "root"], (await client.UserListAsync(new AuthUserListRequest(), root)).Users);
-                Assert.Equal(["reader"], (await client.RoleListAsync(new AuthRoleListRequest(), root)).Roles);
+                await KeyspaceAnswers.AssertUsersAsync(server);
             }
         }
         finally

@@ -1,4 +1,5 @@
 using Etcdserverpb;
+using Grpc.Core;
 using KvJournal.Testing;
 using Xunit;
 
@@ -34,4 +35,41 @@ internal static class KeyspaceAnswers
         Assert.True(created.Created);
         return events;
     }
+
+    /// <summary>Two keys, root, a reader role on app/, alice with it, and auth on: what a move must carry over.</summary>
+    public static async Task SetUpUsersAsync(ServerProcess server)
+    {
+        var auth = new Auth.AuthClient(server.Channel);
+        await server.Kv.PutAsync(new PutRequest { Key = B("app/a"), Value = B("1") });
+        await server.Kv.PutAsync(new PutRequest { Key = B("secret"), Value = B("2") });
+        await auth.UserAddAsync(new AuthUserAddRequest { Name = "root", Password = "rootpw" });
+        await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "root", Role = "root" });
+        await auth.RoleAddAsync(new AuthRoleAddRequest { Name = "reader" });
+        await auth.RoleGrantPermissionAsync(new AuthRoleGrantPermissionRequest
+        {
+            Name = "reader",
+            Perm = new Authpb.Permission { PermType = Authpb.Permission.Types.Type.Read, Key = B("app/"), RangeEnd = B("app0") },
+        });
+        await auth.UserAddAsync(new AuthUserAddRequest { Name = "alice", Password = "alicepw" });
+        await auth.UserGrantRoleAsync(new AuthUserGrantRoleRequest { User = "alice", Role = "reader" });
+        await auth.AuthEnableAsync(new AuthEnableRequest());
+    }
+
+    /// <summary>The users <see cref="SetUpUsersAsync"/> made log in with their passwords and keep their permissions.</summary>
+    public static async Task AssertUsersAsync(ServerProcess server)
+    {
+        var client = new Auth.AuthClient(server.Channel);
+        var headers = new Metadata { { "token", (await client.AuthenticateAsync(new AuthenticateRequest { Name = "alice", Password = "alicepw" })).Token } };
+        Assert.Equal("1", (await server.Kv.RangeAsync(new RangeRequest { Key = B("app/a") }, headers)).Kvs[0].Value.ToStringUtf8());
+        var denied = await Assert.ThrowsAsync<RpcException>(() => server.Kv.RangeAsync(new RangeRequest { Key = B("secret") }, headers).ResponseAsync);
+        Assert.Equal("etcdserver: permission denied", denied.Status.Detail);
+        var wrong = await Assert.ThrowsAsync<RpcException>(() => client.AuthenticateAsync(new AuthenticateRequest { Name = "alice", Password = "nope" }).ResponseAsync);
+        Assert.Equal("etcdserver: authentication failed, invalid user ID or password", wrong.Status.Detail);
+        var root = new Metadata { { "token", (await client.AuthenticateAsync(new AuthenticateRequest { Name = "root", Password = "rootpw" })).Token } };
+        Assert.True((await client.AuthStatusAsync(new AuthStatusRequest(), root)).Enabled);
+        Assert.Equal(["alice", "root"], (await client.UserListAsync(new AuthUserListRequest(), root)).Users);
+        Assert.Equal(["reader"], (await client.RoleListAsync(new AuthRoleListRequest(), root)).Roles);
+    }
+
+    private static Google.Protobuf.ByteString B(string s) => Google.Protobuf.ByteString.CopyFromUtf8(s);
 }

@@ -85,11 +85,14 @@ public abstract class ServerProcess : IAsyncDisposable
     /// from <see cref="Ports.Free"/> can be taken by another socket before the server binds it, so
     /// a start that fails with "address already in use" is retried on fresh ports.
     /// </summary>
-    protected static async Task<T> ReadyAsync<T>(Func<T> start) where T : ServerProcess
+    protected static Task<T> ReadyAsync<T>(Func<T> start) where T : ServerProcess => ReadyAsync(() => Task.FromResult(start()));
+
+    /// <summary>The same, for a start that prepares something first (a restore that names the ports).</summary>
+    protected static async Task<T> ReadyAsync<T>(Func<Task<T>> start) where T : ServerProcess
     {
         for (int attempt = 1; ; attempt++)
         {
-            var server = start();
+            var server = await start();
             try
             {
                 await server.WaitReadyAsync(TimeSpan.FromSeconds(60));
@@ -320,34 +323,17 @@ public sealed class ReferenceEtcdProcess : ServerProcess
     /// (a file `etcdctl snapshot save` wrote, from etcd or from KvJournal), as an operator moving to
     /// etcd would. The restore names this member and its peer URL, so each attempt restores afresh.
     /// </summary>
-    public static async Task<ReferenceEtcdProcess> StartRestoredAsync(string snapshot)
+    public static Task<ReferenceEtcdProcess> StartRestoredAsync(string snapshot) => ReadyAsync(async () =>
     {
-        for (int attempt = 1; ; attempt++)
-        {
-            int port = Ports.Free(), peerPort = Ports.Free();
-            string dataDir = Paths.NewTempDir("etcdref-restored");
-            Directory.Delete(dataDir); // etcdutl refuses a data dir that exists
-            string name = $"etcdref-{port}", peer = $"http://127.0.0.1:{peerPort}";
-            var restored = await Etcdutl.RunAsync("snapshot", "restore", snapshot, "--data-dir", dataDir, "--name", name,
-                "--initial-cluster", $"{name}={peer}", "--initial-advertise-peer-urls", peer);
-            if (restored.ExitCode != 0) throw new InvalidOperationException($"etcdutl snapshot restore failed:\n{restored.Stdout}\n{restored.Stderr}");
-            var server = new ReferenceEtcdProcess(port, peerPort, dataDir, fsync: false, []);
-            try
-            {
-                await server.WaitReadyAsync(TimeSpan.FromSeconds(60));
-                return server;
-            }
-            catch (InvalidOperationException) when (attempt < 3 && server.Output.Contains("address already in use", StringComparison.OrdinalIgnoreCase))
-            {
-                await server.DisposeAsync();
-            }
-            catch
-            {
-                await server.DisposeAsync();
-                throw;
-            }
-        }
-    }
+        int port = Ports.Free(), peerPort = Ports.Free();
+        string dataDir = Paths.NewTempDir("etcdref-restored");
+        Directory.Delete(dataDir); // etcdutl refuses a data dir that exists
+        string name = $"etcdref-{port}", peer = $"http://127.0.0.1:{peerPort}";
+        var restored = await Etcdutl.RunAsync("snapshot", "restore", snapshot, "--data-dir", dataDir, "--name", name,
+            "--initial-cluster", $"{name}={peer}", "--initial-advertise-peer-urls", peer);
+        if (restored.ExitCode != 0) throw new InvalidOperationException($"etcdutl snapshot restore failed:\n{restored.Stdout}\n{restored.Stderr}");
+        return new ReferenceEtcdProcess(port, peerPort, dataDir, fsync: false, []);
+    });
 
     /// <summary>
     /// A cluster of <paramref name="members"/> etcd members on loopback (etcd's own Raft), each
