@@ -90,6 +90,36 @@ public sealed class LeaseTests(ITestOutputHelper output)
         Assert.Equal(0, late.ResponseStream.Current.TTL);
     }
 
+    /// <summary>
+    /// etcd clientv3's KeepAlive shape: one stream carrying the renewals of many leases, sent
+    /// without waiting for answers. Both servers answer each one, in the order sent, with its TTL
+    /// (and TTL 0 for a lease that does not exist).
+    /// </summary>
+    [Theory]
+    [InlineData("kvjournal")]
+    [InlineData("etcd")]
+    public async Task ManyLeasesRenewedOnOneStreamAreAnsweredInOrder(string serverName)
+    {
+        await using ServerProcess server = serverName == "etcd" ? await ReferenceEtcdProcess.StartAsync() : await KvJournalProcess.StartAsync();
+        var leases = new Lease.LeaseClient(server.Channel);
+        var ids = new List<long>();
+        for (int i = 0; i < 200; i++) ids.Add((await leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = 60 + i % 3 })).ID);
+        ids.Insert(100, 424242); // not a lease
+        using var call = leases.LeaseKeepAlive();
+        var sending = Task.Run(async () =>
+        {
+            foreach (long id in ids) await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = id });
+        });
+        var answers = new List<(long, long)>();
+        while (answers.Count < ids.Count && await call.ResponseStream.MoveNext(CancellationToken.None))
+            answers.Add((call.ResponseStream.Current.ID, call.ResponseStream.Current.TTL));
+        await sending;
+        await call.RequestStream.CompleteAsync();
+        Assert.Equal(ids, answers.Select(a => a.Item1));
+        Assert.Equal(0, answers[100].Item2);
+        Assert.All(answers.Where(a => a.Item1 != 424242), a => Assert.InRange(a.Item2, 60, 62));
+    }
+
     [Fact]
     public async Task ExpiryAfterKillAndRestartHonoursTheOriginalDeadline()
     {

@@ -69,6 +69,16 @@ public abstract class ServerProcess : IAsyncDisposable
         static long Kibibytes(string line) => long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
     }
 
+    /// <summary>CPU time (user + system) the process has used so far, from /proc/PID/stat (clock ticks of 10 ms).</summary>
+    public TimeSpan CpuTime()
+    {
+        string stat = File.ReadAllText($"/proc/{Pid}/stat");
+        // Fields after the command name (which may hold spaces, in parentheses): utime is the 14th, stime the 15th.
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        long ticks = long.Parse(fields[11], System.Globalization.CultureInfo.InvariantCulture) + long.Parse(fields[12], System.Globalization.CultureInfo.InvariantCulture);
+        return TimeSpan.FromMilliseconds(ticks * 10);
+    }
+
     public string Output
     {
         get { lock (_output) return _output.ToString(); }

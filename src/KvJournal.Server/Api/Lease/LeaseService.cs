@@ -1,3 +1,4 @@
+using System.Threading.Channels;
 using Etcdserverpb;
 using Grpc.Core;
 using KvJournal.Member.Face;
@@ -20,14 +21,52 @@ public sealed class LeaseService(ShardServer face, ServerOptions options) : Etcd
     public override Task<LeaseRevokeResponse> LeaseRevoke(LeaseRevokeRequest request, ServerCallContext context) =>
         face.LeaseRevokeAsync(request, Who(context), context.CancellationToken);
 
-    /// <summary>Each request is one renewal, answered in order.</summary>
+    /// <summary>
+    /// Each request is one renewal, answered in order. Renewals are not awaited one by one: a
+    /// stream carrying many leases (etcd clientv3's KeepAlive sends every lease's renewal on one
+    /// stream) has them all in flight at once, so they share the journal entries that carry them,
+    /// while the answers go out in the order the requests came.
+    /// </summary>
     public override async Task LeaseKeepAlive(IAsyncStreamReader<LeaseKeepAliveRequest> requestStream, IServerStreamWriter<LeaseKeepAliveResponse> responseStream, ServerCallContext context)
     {
         var who = Who(context);
-        while (await NextAsync(requestStream, context).ConfigureAwait(false))
+        var answers = Channel.CreateBounded<Task<LeaseKeepAliveResponse>>(new BoundedChannelOptions(MaxRenewalsInFlight) { SingleReader = true, SingleWriter = true });
+        // A renewal that fails (the journal away) ends the call with its error; reading stops with it.
+        using var failed = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        var writing = WriteInOrderAsync(answers.Reader, responseStream, failed, context.CancellationToken);
+        try
         {
-            var response = await face.LeaseKeepAliveAsync(requestStream.Current, who, context.CancellationToken).ConfigureAwait(false);
-            await responseStream.WriteAsync(response, context.CancellationToken).ConfigureAwait(false);
+            while (await NextAsync(requestStream, failed.Token).ConfigureAwait(false))
+                await answers.Writer.WriteAsync(face.LeaseKeepAliveAsync(requestStream.Current, who, context.CancellationToken), failed.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (failed.IsCancellationRequested) { }
+        finally
+        {
+            answers.Writer.TryComplete();
+        }
+        await writing.ConfigureAwait(false);
+    }
+
+    // Renewals one stream may have in flight before reading its next request waits.
+    private const int MaxRenewalsInFlight = 1024;
+
+    private static async Task WriteInOrderAsync(ChannelReader<Task<LeaseKeepAliveResponse>> answers, IServerStreamWriter<LeaseKeepAliveResponse> responseStream,
+        CancellationTokenSource failed, CancellationToken call)
+    {
+        try
+        {
+            while (await answers.WaitToReadAsync(CancellationToken.None).ConfigureAwait(false))
+                while (answers.TryRead(out var answer))
+                    await responseStream.WriteAsync(await answer.ConfigureAwait(false), call).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (call.IsCancellationRequested && ex is OperationCanceledException or IOException)
+        {
+            // The client reset the stream (etcd's KeepAliveOnce does after its answer): nothing to tell it.
+        }
+        catch
+        {
+            await failed.CancelAsync().ConfigureAwait(false);
+            throw;
         }
     }
 
@@ -36,13 +75,13 @@ public sealed class LeaseService(ShardServer face, ServerOptions options) : Etcd
     /// benchmark) opens a stream per renewal and resets it after the answer; that reset ends the
     /// call quietly here instead of as an exception rethrown through every async frame above.
     /// </summary>
-    private static async Task<bool> NextAsync(IAsyncStreamReader<LeaseKeepAliveRequest> requests, ServerCallContext context)
+    private static async Task<bool> NextAsync(IAsyncStreamReader<LeaseKeepAliveRequest> requests, CancellationToken cancellationToken)
     {
         try
         {
-            return await requests.MoveNext(context.CancellationToken).ConfigureAwait(false);
+            return await requests.MoveNext(cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is IOException || (ex is OperationCanceledException && context.CancellationToken.IsCancellationRequested))
+        catch (Exception ex) when (ex is IOException || (ex is OperationCanceledException && cancellationToken.IsCancellationRequested))
         {
             return false;
         }
