@@ -71,6 +71,9 @@ public sealed class MirrorTests
             await mirror.KillAsync();
             await mirror.DisposeAsync();
             await WriteAsync(etcd, 160, 200);
+            // 3 MB of revisions to catch up: more than one journal entry holds, so the mirror splits them.
+            var big = ByteString.CopyFrom(new byte[10_000]);
+            for (int i = 0; i < 300; i++) await etcd.Kv.PutAsync(new PutRequest { Key = B($"m/big{i % 30}"), Value = big });
             mirror = await KvJournalProcess.StartMirrorAsync(etcd.Endpoint, dataDir);
             head = await HeadAsync(etcd);
             await CaughtUpAsync(mirror, head);

@@ -30,7 +30,8 @@ public sealed class ProbeTests
             var now = DateTimeOffset.UtcNow;
             // The minute before the outage gets at least a few seconds of probes.
             var down = Minute(now).AddMinutes(now.Second > 50 ? 2 : 1);
-            var end = down.AddMinutes(3).AddSeconds(3);
+            // The minute after the outage is closed when the probe stops, 25 s into it.
+            var end = down.AddMinutes(2).AddSeconds(25);
             var probing = KvJournalProcess.RunToExitAsync(TimeSpan.FromMinutes(6), "probe", "--endpoints", $"default=127.0.0.1:{port}", "--dir", results,
                 "--duration", $"{(int)Math.Ceiling((end - DateTimeOffset.UtcNow).TotalSeconds)}s");
 

@@ -1,3 +1,4 @@
+using System.Threading.Channels;
 using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Core;
@@ -25,6 +26,8 @@ public readonly record struct CutOverResult(bool Done, long Revision, long Keys,
 public sealed class MirrorFollower(ShardServer face, EtcdSource source, ILogger logger, TimeProvider time)
 {
     private const int ComparePage = 1000;
+    // About this much of the source's events go into one journal entry (a revision is never split).
+    private const long EntryBytes = 512 * 1024;
     private static readonly TimeSpan RetryAfter = TimeSpan.FromSeconds(1);
     private static readonly ByteString AllKeys = ByteString.CopyFrom(0);
 
@@ -84,32 +87,62 @@ public sealed class MirrorFollower(ShardServer face, EtcdSource source, ILogger 
     }
 
     // One watch of every key, until it ends, fails, or the mirror reached the cut-over's revision.
+    // A reader takes the watch's responses as they come; the applier proposes all that arrived
+    // while its last entry was committing as the next entry (split between revisions into entries
+    // of about EntryBytes), so the mirror keeps up with a source writing faster than one journal
+    // commit per revision.
     private async Task FollowAsync(CancellationToken cancellationToken)
     {
         long from = face.Revision + 1;
         var headers = await source.HeadersAsync(cancellationToken).ConfigureAwait(false);
-        using var watch = source.Watch.Watch(headers, cancellationToken: cancellationToken);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var watch = source.Watch.Watch(headers, cancellationToken: stop.Token);
         await watch.RequestStream.WriteAsync(new WatchRequest
         {
             CreateRequest = new WatchCreateRequest { Key = AllKeys, RangeEnd = AllKeys, StartRevision = from, PrevKv = true, ProgressNotify = true },
         }, cancellationToken).ConfigureAwait(false);
-        while (await watch.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
+        var arrived = Channel.CreateBounded<IReadOnlyList<Event>>(new BoundedChannelOptions(4096) { SingleReader = true, SingleWriter = true });
+        var reading = ReadAsync(watch, arrived.Writer, stop.Token);
+        try
         {
-            var response = watch.ResponseStream.Current;
-            if (response.CompactRevision > 0)
-                throw new MirrorBrokenException($"the source compacted revision {response.CompactRevision} before the mirror read revision {face.Revision + 1}: start a new mirror on an empty data dir");
-            if (response.Canceled)
+            while (await arrived.Reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+                if (await ApplyAsync(arrived.Reader, cancellationToken).ConfigureAwait(false)) return;
+        }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            try { await reading.ConfigureAwait(false); }
+            catch (OperationCanceledException) { }
+            catch (RpcException) when (stop.IsCancellationRequested) { }
+        }
+        await reading.ConfigureAwait(false); // the watch ended: its error, if any, is the follower's
+    }
+
+    private async Task ReadAsync(AsyncDuplexStreamingCall<WatchRequest, WatchResponse> watch, ChannelWriter<IReadOnlyList<Event>> arrived, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (await watch.ResponseStream.MoveNext(cancellationToken).ConfigureAwait(false))
             {
-                logger.LogWarning("mirror: {Source} canceled the watch ({Reason}); resuming", source.Endpoint, response.CancelReason);
-                return;
+                var response = watch.ResponseStream.Current;
+                if (response.CompactRevision > 0)
+                    throw new MirrorBrokenException($"the source compacted revision {response.CompactRevision} before the mirror read revision {face.Revision + 1}: start a new mirror on an empty data dir");
+                if (response.Canceled)
+                {
+                    logger.LogWarning("mirror: {Source} canceled the watch ({Reason}); resuming", source.Endpoint, response.CancelReason);
+                    return;
+                }
+                if (response.Events.Count > 0) await arrived.WriteAsync(response.Events, cancellationToken).ConfigureAwait(false);
             }
-            if (response.Events.Count == 0) continue;
-            if (await ApplyAsync(response.Events, cancellationToken).ConfigureAwait(false)) return;
+        }
+        finally
+        {
+            arrived.TryComplete();
         }
     }
 
-    // Applies the response's revisions up to the cut-over's stop, if one is set; true once it is reached.
-    private async Task<bool> ApplyAsync(IReadOnlyList<Event> events, CancellationToken cancellationToken)
+    // Proposes the revisions that arrived, up to the cut-over's stop if one is set; true once it is reached.
+    private async Task<bool> ApplyAsync(ChannelReader<IReadOnlyList<Event>> arrived, CancellationToken cancellationToken)
     {
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
@@ -117,29 +150,40 @@ public sealed class MirrorFollower(ShardServer face, EtcdSource source, ILogger 
             long current = face.Revision;
             var batch = new MirrorRevisions();
             MirrorRevision? revision = null;
+            long bytes = 0;
             var granted = new HashSet<long>();
-            foreach (var e in events)
+            bool stopped = false;
+            while (!stopped && arrived.TryRead(out var events))
             {
-                long rev = e.Kv.ModRevision;
-                if (rev <= current) continue; // already here (a resumed watch)
-                if (_stopAt is long stop && rev > stop) break;
-                if (revision is null || revision.Revision != rev) batch.Revisions.Add(revision = new MirrorRevision { Revision = rev });
-                // The applier needs only the previous version's revision to check it holds the same.
-                revision.Events.Add(new Event { Type = e.Type, Kv = e.Kv, PrevKv = e.PrevKv is { } prev ? new KeyValue { ModRevision = prev.ModRevision } : null });
-                long lease = e.Type == Event.Types.EventType.Put ? e.Kv.Lease : 0;
-                if (lease != 0 && granted.Add(lease) && !face.HoldsLease(lease)) revision.Leases.Add(await LeaseOfSourceAsync(lease, cancellationToken).ConfigureAwait(false));
-            }
-            if (batch.Revisions.Count > 0)
-            {
-                try
+                foreach (var e in events)
                 {
-                    await face.ApplyMirroredAsync(batch, cancellationToken).ConfigureAwait(false);
+                    long rev = e.Kv.ModRevision;
+                    if (rev <= current) continue; // already here (a resumed watch)
+                    if (_stopAt is long stop && rev > stop)
+                    {
+                        stopped = true;
+                        break;
+                    }
+                    if (revision is null || revision.Revision != rev)
+                    {
+                        if (bytes >= EntryBytes)
+                        {
+                            await ProposeAsync(batch, cancellationToken).ConfigureAwait(false);
+                            batch = new MirrorRevisions();
+                            bytes = 0;
+                        }
+                        batch.Revisions.Add(revision = new MirrorRevision { Revision = rev });
+                    }
+                    // The applier needs only the previous version's revision to check it holds the same.
+                    var copy = new Event { Type = e.Type, Kv = e.Kv, PrevKv = e.PrevKv is { } prev ? new KeyValue { ModRevision = prev.ModRevision } : null };
+                    bytes += copy.CalculateSize();
+                    revision.Events.Add(copy);
+                    long lease = e.Type == Event.Types.EventType.Put ? e.Kv.Lease : 0;
+                    if (lease != 0 && granted.Add(lease) && !face.HoldsLease(lease)) revision.Leases.Add(await LeaseOfSourceAsync(lease, cancellationToken).ConfigureAwait(false));
                 }
-                catch (EtcdException ex) when (ex.Error is EtcdError.ApplyFailed or EtcdError.NotMirroring)
-                {
-                    throw new MirrorBrokenException($"revisions {batch.Revisions[0].Revision} to {batch.Revisions[^1].Revision} could not be applied ({ex.Message}): the mirror no longer matches its source (see the apply log)");
-                }
+                if (bytes >= EntryBytes) break;
             }
+            if (batch.Revisions.Count > 0) await ProposeAsync(batch, cancellationToken).ConfigureAwait(false);
             if (_stopAt is long target && face.Revision >= target)
             {
                 _reached.TrySetResult();
@@ -150,6 +194,18 @@ public sealed class MirrorFollower(ShardServer face, EtcdSource source, ILogger 
         finally
         {
             _gate.Release();
+        }
+    }
+
+    private async Task ProposeAsync(MirrorRevisions batch, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await face.ApplyMirroredAsync(batch, cancellationToken).ConfigureAwait(false);
+        }
+        catch (EtcdException ex) when (ex.Error is EtcdError.ApplyFailed or EtcdError.NotMirroring or EtcdError.RequestTooLarge)
+        {
+            throw new MirrorBrokenException($"revisions {batch.Revisions[0].Revision} to {batch.Revisions[^1].Revision} could not be applied ({ex.Message}): the mirror no longer matches its source (see the apply log)");
         }
     }
 
