@@ -18,22 +18,6 @@ public sealed class EtcdExportTests
 {
     private static ByteString B(string s) => ByteString.CopyFromUtf8(s);
 
-    private static async Task<string> SaveAsync(ServerProcess server, string dir, params string[] credentials)
-    {
-        string snapshot = Path.Combine(dir, "kvjournal.db");
-        var saved = await Etcdctl.RunAsync(server.Endpoint, null, [.. credentials, "snapshot", "save", snapshot]);
-        Assert.True(saved.ExitCode == 0, saved.Stderr);
-        return snapshot;
-    }
-
-    private static async Task<string> RestoreIntoKvJournalAsync(string snapshot, string dir)
-    {
-        string dataDir = Path.Combine(dir, "member");
-        var (exit, output) = await KvJournalProcess.RunToExitAsync(TimeSpan.FromSeconds(60), "snapshot", "restore", snapshot, "--data-dir", dataDir);
-        Assert.True(exit == 0, output);
-        return dataDir;
-    }
-
     [Fact]
     public async Task ASnapshotOfKvJournalRestoresIntoEtcdWithEveryRetainedRevisionAndLease()
     {
@@ -56,7 +40,7 @@ public sealed class EtcdExportTests
         string dir = Paths.NewTempDir("kvjournal-export");
         try
         {
-            string snapshot = await SaveAsync(kvj, dir);
+            string snapshot = await KeyspaceAnswers.SaveSnapshotAsync(kvj, dir);
             // etcd's own tool reads the file; KvJournal's status prints the same.
             var theirs = await Etcdutl.RunAsync("snapshot", "status", snapshot, "-w", "json");
             Assert.True(theirs.ExitCode == 0, theirs.Stderr);
@@ -66,7 +50,7 @@ public sealed class EtcdExportTests
             Assert.Equal(theirs.Stdout.Trim(), ours.Trim());
 
             await using var etcd = await ReferenceEtcdProcess.StartRestoredAsync(snapshot);
-            await using var back = await KvJournalProcess.StartAsync(await RestoreIntoKvJournalAsync(snapshot, dir));
+            await using var back = await KvJournalProcess.StartAsync(await KeyspaceAnswers.RestoreIntoKvJournalAsync(snapshot, dir));
             foreach (var restored in new ServerProcess[] { etcd, back })
             {
                 for (long rev = compactAt; rev <= head; rev++)
@@ -107,9 +91,9 @@ public sealed class EtcdExportTests
         string dir = Paths.NewTempDir("kvjournal-export-auth");
         try
         {
-            string snapshot = await SaveAsync(kvj, dir, "--user", "root:rootpw");
+            string snapshot = await KeyspaceAnswers.SaveSnapshotAsync(kvj, dir, "--user", "root:rootpw");
             await using var etcd = await ReferenceEtcdProcess.StartRestoredAsync(snapshot);
-            await using var back = await KvJournalProcess.StartAsync(await RestoreIntoKvJournalAsync(snapshot, dir));
+            await using var back = await KvJournalProcess.StartAsync(await KeyspaceAnswers.RestoreIntoKvJournalAsync(snapshot, dir));
             foreach (var server in new ServerProcess[] { kvj, etcd, back })
             {
                 await KeyspaceAnswers.AssertUsersAsync(server);
@@ -128,9 +112,9 @@ public sealed class EtcdExportTests
         string dir = Paths.NewTempDir("kvjournal-export-empty");
         try
         {
-            string snapshot = await SaveAsync(kvj, dir);
+            string snapshot = await KeyspaceAnswers.SaveSnapshotAsync(kvj, dir);
             await using var etcd = await ReferenceEtcdProcess.StartRestoredAsync(snapshot);
-            await using var back = await KvJournalProcess.StartAsync(await RestoreIntoKvJournalAsync(snapshot, dir));
+            await using var back = await KvJournalProcess.StartAsync(await KeyspaceAnswers.RestoreIntoKvJournalAsync(snapshot, dir));
             var put = new PutRequest { Key = B("first"), Value = B("v") };
             foreach (var server in new ServerProcess[] { kvj, etcd, back })
                 Assert.Equal(2, (await server.Kv.PutAsync(put)).Header.Revision);

@@ -19,13 +19,7 @@ public sealed class EtcdImportTests
     private static async Task<string> SaveAndRestoreAsync(ReferenceEtcdProcess etcd, params string[] credentials)
     {
         string dir = Paths.NewTempDir("etcd-import");
-        string snapshot = Path.Combine(dir, "etcd.db");
-        var saved = await Etcdctl.RunAsync(etcd.Endpoint, null, [.. credentials, "snapshot", "save", snapshot]);
-        Assert.True(saved.ExitCode == 0, saved.Stderr);
-        string dataDir = Path.Combine(dir, "member");
-        var (exit, output) = await KvJournalProcess.RunToExitAsync(TimeSpan.FromSeconds(60), "snapshot", "restore", snapshot, "--data-dir", dataDir);
-        Assert.True(exit == 0, output);
-        return dataDir;
+        return await KeyspaceAnswers.RestoreIntoKvJournalAsync(await KeyspaceAnswers.SaveSnapshotAsync(etcd, dir, credentials), dir);
     }
 
     [Fact]

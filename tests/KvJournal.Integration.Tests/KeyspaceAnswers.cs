@@ -6,8 +6,9 @@ using Xunit;
 namespace KvJournal.Integration.Tests;
 
 /// <summary>
-/// A server's answers as comparable lines, for tests that move a keyspace between etcd and
-/// KvJournal and check that both sides answer alike: a range, and the watch history of a range.
+/// Moving a keyspace between etcd and KvJournal in tests: saving and restoring a snapshot, and a
+/// server's answers as comparable lines (a range, the watch history of a range, the users) so
+/// both sides can be checked to answer alike.
 /// </summary>
 internal static class KeyspaceAnswers
 {
@@ -34,6 +35,24 @@ internal static class KeyspaceAnswers
         }
         Assert.True(created.Created);
         return events;
+    }
+
+    /// <summary>`etcdctl snapshot save` from <paramref name="server"/> into <paramref name="dir"/>; returns the file.</summary>
+    public static async Task<string> SaveSnapshotAsync(ServerProcess server, string dir, params string[] credentials)
+    {
+        string snapshot = Path.Combine(dir, "snapshot.db");
+        var saved = await Etcdctl.RunAsync(server.Endpoint, null, [.. credentials, "snapshot", "save", snapshot]);
+        Assert.True(saved.ExitCode == 0, saved.Stderr);
+        return snapshot;
+    }
+
+    /// <summary>`kvjournal snapshot restore` of <paramref name="snapshot"/> into a new data dir under <paramref name="dir"/>; returns it.</summary>
+    public static async Task<string> RestoreIntoKvJournalAsync(string snapshot, string dir)
+    {
+        string dataDir = Path.Combine(dir, "member");
+        var (exit, output) = await KvJournalProcess.RunToExitAsync(TimeSpan.FromSeconds(60), "snapshot", "restore", snapshot, "--data-dir", dataDir);
+        Assert.True(exit == 0, output);
+        return dataDir;
     }
 
     /// <summary>Two keys, root, a reader role on app/, alice with it, and auth on: what a move must carry over.</summary>
