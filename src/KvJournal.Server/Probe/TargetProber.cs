@@ -55,7 +55,12 @@ public sealed class TargetProber(ProbeTarget target, EtcdSourceOptions client, T
             watchMs = time.GetElapsedTime(start).TotalMilliseconds;
             return new ProbeResult(at, target.Name, true, putMs, getMs, watchMs, null);
         }
-        catch (Exception ex) when (ex is RpcException or OperationCanceledException or IOException or HttpRequestException or InvalidOperationException && !stopping.IsCancellationRequested)
+        catch (Exception) when (stopping.IsCancellationRequested)
+        {
+            // The probe is stopping: this probe was cut short, not failed.
+            throw new OperationCanceledException(stopping);
+        }
+        catch (Exception ex) when (ex is RpcException or OperationCanceledException or IOException or HttpRequestException or InvalidOperationException)
         {
             if (ex is RpcException rpc && EtcdSource.IsExpiredToken(rpc)) _etcd.ForgetToken();
             DropWatch();
