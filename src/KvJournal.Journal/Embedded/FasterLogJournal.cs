@@ -72,9 +72,6 @@ public sealed partial class FasterLogJournal : IJournal
     /// log itself is left for the member to make at its first start, with its own settings;
     /// refused (<see cref="InvalidOperationException"/>) where a journal exists already.
     /// </summary>
-    /// <summary>Whether <paramref name="directory"/> holds no journal yet.</summary>
-    public static bool IsNew(string directory) => !Directory.Exists(directory) || !Directory.EnumerateFileSystemEntries(directory).Any();
-
     public static async Task PutImportedStateAsync(string directory, Stream state, CancellationToken cancellationToken)
     {
         if (!IsNew(directory))
@@ -83,6 +80,9 @@ public sealed partial class FasterLogJournal : IJournal
     }
 
     private const string SnapshotsFolder = "snapshots";
+
+    /// <summary>Whether <paramref name="directory"/> holds no journal yet.</summary>
+    public static bool IsNew(string directory) => !Directory.Exists(directory) || !Directory.EnumerateFileSystemEntries(directory).Any();
 
     public FasterLogJournal(string directory, int maxEntryBytes, ILogger? logger = null, bool acceptLoss = false, TimeProvider? time = null)
     {

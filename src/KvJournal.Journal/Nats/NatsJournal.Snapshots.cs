@@ -110,7 +110,7 @@ public sealed partial class NatsJournal
     }
 
     // The position an imported state covers (none), and its object's name (no position parses from it).
-    private const long ImportedPosition = -1;
+    private const long ImportedPosition = Snapshots.SnapshotFiles.ImportedPosition;
     private const string ImportedName = "imported";
 
     /// <summary>

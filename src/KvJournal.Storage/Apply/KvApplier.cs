@@ -228,8 +228,11 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
     private static bool ChangesKeyspace(JournalEntry.BodyOneofCase kind) => kind is
         JournalEntry.BodyOneofCase.Put or JournalEntry.BodyOneofCase.DeleteRange or JournalEntry.BodyOneofCase.Txn
         or JournalEntry.BodyOneofCase.Compaction or JournalEntry.BodyOneofCase.LeaseGrant or JournalEntry.BodyOneofCase.LeaseRevoke
-        or JournalEntry.BodyOneofCase.LeaseRenew or JournalEntry.BodyOneofCase.LeaseExpire
-        or JournalEntry.BodyOneofCase.AuthEnable or JournalEntry.BodyOneofCase.AuthDisable
+        or JournalEntry.BodyOneofCase.LeaseRenew or JournalEntry.BodyOneofCase.LeaseExpire || IsAuthChange(kind);
+
+    // The user and role changes, which need an admin.
+    private static bool IsAuthChange(JournalEntry.BodyOneofCase kind) => kind is
+        JournalEntry.BodyOneofCase.AuthEnable or JournalEntry.BodyOneofCase.AuthDisable
         or JournalEntry.BodyOneofCase.UserAdd or JournalEntry.BodyOneofCase.UserDelete
         or JournalEntry.BodyOneofCase.UserChangePassword or JournalEntry.BodyOneofCase.UserGrantRole
         or JournalEntry.BodyOneofCase.UserRevokeRole or JournalEntry.BodyOneofCase.RoleAdd
@@ -246,12 +249,7 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
             JournalEntry.BodyOneofCase.DeleteRange => AuthChecks.DeleteRange(Auth, user, entry.DeleteRange),
             JournalEntry.BodyOneofCase.Txn => AuthChecks.Txn(Auth, LeaseTable, user, entry.Txn),
             JournalEntry.BodyOneofCase.LeaseRevoke => AuthChecks.LeaseKeys(Auth, LeaseTable, user, entry.LeaseRevoke.Id, write: true),
-            JournalEntry.BodyOneofCase.AuthEnable or JournalEntry.BodyOneofCase.AuthDisable
-                or JournalEntry.BodyOneofCase.UserAdd or JournalEntry.BodyOneofCase.UserDelete
-                or JournalEntry.BodyOneofCase.UserChangePassword or JournalEntry.BodyOneofCase.UserGrantRole
-                or JournalEntry.BodyOneofCase.UserRevokeRole or JournalEntry.BodyOneofCase.RoleAdd
-                or JournalEntry.BodyOneofCase.RoleDelete or JournalEntry.BodyOneofCase.RoleGrantPermission
-                or JournalEntry.BodyOneofCase.RoleRevokePermission => Auth.CheckAdmin(user),
+            var kind when IsAuthChange(kind) => Auth.CheckAdmin(user),
             _ => EtcdError.None,
         };
     }

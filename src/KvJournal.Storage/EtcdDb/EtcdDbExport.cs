@@ -35,8 +35,7 @@ public static class EtcdDbExport
             if (record.Alarm is { } alarm) alarms.Add((alarm.ToByteArray(), Array.Empty<byte>()));
             else if (record.Auth is { } state) auth = state;
         }
-        alarms.Sort((a, b) => a.Item1.Span.SequenceCompareTo(b.Item1.Span));
-        writer.AddBucket("alarm", alarms);
+        writer.AddBucket("alarm", Sorted(alarms));
 
         writer.AddBucket("auth", [(Utf8("authEnabled"), new[] { auth.Enabled ? (byte)1 : (byte)0 }), (Utf8("authRevision"), BigEndian(auth.Revision))]);
         writer.AddBucket("authRoles", Sorted(auth.Roles.Select(r => (Key: r.Name.Memory, Value: (ReadOnlyMemory<byte>)r.ToByteArray()))));
