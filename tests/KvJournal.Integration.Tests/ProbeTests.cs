@@ -10,8 +10,6 @@ namespace KvJournal.Integration.Tests;
 /// </summary>
 public sealed class ProbeTests
 {
-    private static DateTimeOffset Minute(DateTimeOffset t) => new(t.Year, t.Month, t.Day, t.Hour, t.Minute, 0, TimeSpan.Zero);
-
     private static async Task UntilWallClockAsync(DateTimeOffset at)
     {
         var wait = at - DateTimeOffset.UtcNow;
@@ -29,7 +27,7 @@ public sealed class ProbeTests
         {
             var now = DateTimeOffset.UtcNow;
             // The minute before the outage gets at least a few seconds of probes.
-            var down = Minute(now).AddMinutes(now.Second > 50 ? 2 : 1);
+            var down = KvJournal.Server.Probe.MinuteLedger.Floor(now).AddMinutes(now.Second > 50 ? 2 : 1);
             // The minute after the outage is closed when the probe stops, 25 s into it.
             var end = down.AddMinutes(2).AddSeconds(25);
             var probing = KvJournalProcess.RunToExitAsync(TimeSpan.FromMinutes(6), "probe", "--endpoints", $"default=127.0.0.1:{port}", "--dir", results,

@@ -82,7 +82,7 @@ public sealed class ShardBackups(Shard shard, BackupOptions options, BackupStatu
             long revision = written.Summary.Revision;
             string name = $"{shard.Name}-{revision.ToString("D12", CultureInfo.InvariantCulture)}-{shard.Time.GetUtcNow():yyyyMMdd'T'HHmmss'Z'}.db";
             string path = Path.Combine(options.Directory, name);
-            await File.WriteAllTextAsync(path + ".sha256", $"{Convert.ToHexStringLower(FileSha256(partial))}  {name}\n", cancellationToken).ConfigureAwait(false);
+            await File.WriteAllTextAsync(path + ".sha256", $"{Convert.ToHexStringLower(written.FileSha256)}  {name}\n", cancellationToken).ConfigureAwait(false);
             File.Move(partial, path);
             Prune();
             status.LastSuccessUnixSeconds = shard.Time.GetUtcNow().ToUnixTimeSeconds();
@@ -98,13 +98,6 @@ public sealed class ShardBackups(Shard shard, BackupOptions options, BackupStatu
         {
             File.Delete(partial);
         }
-    }
-
-    // The checksum of the whole file, as sha256sum prints it (the file's own trailer covers the database only).
-    private static byte[] FileSha256(string path)
-    {
-        using var file = File.OpenRead(path);
-        return System.Security.Cryptography.SHA256.HashData(file);
     }
 
     // Names sort by revision (zero-padded), so the oldest come first.

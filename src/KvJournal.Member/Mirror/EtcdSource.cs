@@ -8,7 +8,19 @@ using Grpc.Net.Client;
 namespace KvJournal.Member.Mirror;
 
 /// <summary>How to reach the etcd cluster a mirror follows: its endpoint, a user, and TLS files.</summary>
-public sealed record EtcdSourceOptions(Uri Endpoint, string? User = null, string? Password = null, string? CaFile = null, string? CertFile = null, string? KeyFile = null);
+public sealed record EtcdSourceOptions(Uri Endpoint, string? User = null, string? Password = null, string? CaFile = null, string? CertFile = null, string? KeyFile = null)
+{
+    /// <summary>A client URL as etcdctl takes it: http://, https://, or a bare host:port (http); null for anything else.</summary>
+    public static Uri? ParseEndpoint(string value) =>
+        Uri.TryCreate(value.Contains("://", StringComparison.Ordinal) ? value : "http://" + value, UriKind.Absolute, out var url) && url.Scheme is "http" or "https" ? url : null;
+
+    /// <summary>etcdctl's --user NAME[:PASSWORD].</summary>
+    public static (string User, string Password) ParseUser(string value)
+    {
+        int colon = value.IndexOf(':', StringComparison.Ordinal);
+        return colon < 0 ? (value, "") : (value[..colon], value[(colon + 1)..]);
+    }
+}
 
 /// <summary>
 /// A client of the etcd cluster a mirror follows, as etcdctl is one: a gRPC channel (TLS with the

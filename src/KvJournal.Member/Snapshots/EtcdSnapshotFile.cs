@@ -16,8 +16,11 @@ internal static class EtcdSnapshotFile
 {
     public const int ChecksumBytes = 32;
 
-    /// <summary>What was written: the export's summary, the checksum at the end, and the file's length.</summary>
-    public readonly record struct Written(EtcdDbExport.Summary Summary, byte[] Sha256, long Bytes);
+    /// <summary>
+    /// What was written: the export's summary, the checksum at the end (of the database), the
+    /// checksum of the whole file (as sha256sum prints it), and the file's length.
+    /// </summary>
+    public readonly record struct Written(EtcdDbExport.Summary Summary, byte[] Sha256, byte[] FileSha256, long Bytes);
 
     public static async Task<Written> WriteAsync(Shard shard, string path, CancellationToken cancellationToken)
     {
@@ -26,11 +29,21 @@ internal static class EtcdSnapshotFile
         {
             using var output = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16);
             var summary = EtcdDbExport.Write(view, output);
+            // One read of the database for both checksums: the trailer's and the whole file's.
             output.Position = 0;
-            byte[] sha = SHA256.HashData(output);
+            using var database = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            using var file = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            var buffer = new byte[1 << 16];
+            for (int n; (n = output.Read(buffer)) > 0;)
+            {
+                database.AppendData(buffer, 0, n);
+                file.AppendData(buffer, 0, n);
+            }
+            byte[] sha = database.GetHashAndReset();
+            file.AppendData(sha);
             output.Write(sha);
             output.Flush(flushToDisk: true);
-            return new Written(summary, sha, output.Length);
+            return new Written(summary, sha, file.GetHashAndReset(), output.Length);
         }, cancellationToken, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
         if (written.Summary.UsersWithoutBcrypt > 0)
         {

@@ -101,13 +101,10 @@ public static class MirrorCommand
             switch (name)
             {
                 case "--from":
-                    if (!value.Contains("://", StringComparison.Ordinal)) value = "http://" + value; // etcdctl's host:port
-                    if (!Uri.TryCreate(value, UriKind.Absolute, out from) || from.Scheme is not ("http" or "https"))
-                        throw new ArgumentException($"--from {value}: give the source's client URL, http:// or https://");
+                    from = EtcdSourceOptions.ParseEndpoint(value) ?? throw new ArgumentException($"--from {value}: give the source's client URL, http:// or https://");
                     break;
                 case "--from-user":
-                    int colon = value.IndexOf(':', StringComparison.Ordinal);
-                    (user, password) = colon < 0 ? (value, "") : (value[..colon], value[(colon + 1)..]);
+                    (user, password) = EtcdSourceOptions.ParseUser(value);
                     break;
                 case "--from-cacert": ca = value; break;
                 case "--from-cert": cert = value; break;

@@ -60,11 +60,7 @@ public static class ProbeCommand
             return Fail($"{ex.Message}\n{Usage}");
         }
         string? user = null, password = null;
-        if (flags.TryGetValue("user", out string? u))
-        {
-            int colon = u.IndexOf(':', StringComparison.Ordinal);
-            (user, password) = colon < 0 ? (u, "") : (u[..colon], u[(colon + 1)..]);
-        }
+        if (flags.TryGetValue("user", out string? u)) (user, password) = EtcdSourceOptions.ParseUser(u);
 
         using var stopping = new CancellationTokenSource();
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stopping.Cancel(); });
@@ -115,8 +111,7 @@ public static class ProbeCommand
     {
         int eq = spec.IndexOf('=', StringComparison.Ordinal);
         string url = eq < 0 ? spec : spec[(eq + 1)..];
-        if (!url.Contains("://", StringComparison.Ordinal)) url = "http://" + url;
-        var uri = new Uri(url);
+        var uri = EtcdSourceOptions.ParseEndpoint(url) ?? throw new ArgumentException($"--endpoints {url}: give a client URL, http://, https:// or host:port");
         return new ProbeTarget(eq < 0 ? uri.Authority : spec[..eq], uri);
     }
 
