@@ -50,6 +50,34 @@ public sealed class FasterLogJournalTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// Large entries from many writers fill FasterLog's two tail pages again and again: an append
+    /// that waits for room while holding the append lock must not keep the commit loop (whose
+    /// flush makes that room) from completing its waiters. It did: the cluster load harness hung a
+    /// member with one thread spinning in Enqueue at 100,000 nodes.
+    /// </summary>
+    [Fact]
+    public async Task LargeEntriesFromManyWritersNeverStallTheJournal()
+    {
+        const int maxEntry = 1536 * 1024, writers = 8, each = 40;
+        await using var journal = new FasterLogJournal(_dir, maxEntry);
+        using var tailing = new CancellationTokenSource();
+        int read = 0;
+        var reader = Task.Run(async () =>
+        {
+            await foreach (var _ in journal.ReadAsync(-1, tailing.Token))
+                if (Interlocked.Increment(ref read) == writers * each) return;
+        });
+        var entry = new byte[512 * 1024];
+        var appends = Task.WhenAll(Enumerable.Range(0, writers).Select(_ => Task.Run(async () =>
+        {
+            for (int i = 0; i < each; i++) await journal.AppendAsync(entry);
+        })));
+        await appends.WaitAsync(TimeSpan.FromSeconds(60));
+        await reader.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(writers * each, read);
+    }
+
     [Fact]
     public async Task ReaderTailsEntriesAppendedAfterItStarted()
     {

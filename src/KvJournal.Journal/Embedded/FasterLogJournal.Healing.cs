@@ -29,6 +29,7 @@ public sealed partial class FasterLogJournal
     private async Task HealAsync(Exception failure)
     {
         DiskFull = IsDiskFull(failure) || FreeBytes() < RoomNeeded;
+        Volatile.Write(ref _commitFailed, true);
         lock (_appendLock) Volatile.Write(ref _failure, failure);
         CompleteWaiters(long.MaxValue, new JournalUnavailableException("journal commit failed: " + failure.Message, failure));
         _logger.LogError(failure, "journal: a commit failed ({Reason}); writes fail until the device under {Directory} takes them again, checked every {Interval} s",
@@ -110,6 +111,7 @@ public sealed partial class FasterLogJournal
             Volatile.Write(ref _instance, reopened);
             PublishTail(last, sequence);
             Volatile.Write(ref _failure, null);
+            Volatile.Write(ref _commitFailed, false);
         }
         Interlocked.Exchange(ref _instanceChanged, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
     }

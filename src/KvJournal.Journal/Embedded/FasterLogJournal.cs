@@ -32,9 +32,12 @@ namespace KvJournal.Journal.Embedded;
 /// </remarks>
 public sealed partial class FasterLogJournal : IJournal
 {
-    // Appends waiting for a commit, in address order: both are taken under _appendLock so the
-    // queue order is the log order.
+    // Appends waiting for a commit, in address order: an append queues its waiter (under
+    // _waitingLock) while it still holds _appendLock, so the queue order is the log order. The
+    // commit loop takes only _waitingLock: an append holding _appendLock may be waiting for room
+    // in FasterLog's memory, which only the commit loop's next flush makes.
     private readonly Lock _appendLock = new();
+    private readonly Lock _waitingLock = new();
     private readonly Queue<(long Position, TaskCompletionSource<long> Done)> _waiting = new();
     private readonly Channel<bool> _commitSignal = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
     private readonly CancellationTokenSource _stopping = new();
@@ -56,6 +59,8 @@ public sealed partial class FasterLogJournal : IJournal
     private long _lastDurable = -1;
     private long _commits;
     private Exception? _failure;
+    // Set (without _appendLock) as soon as a commit fails, so an append waiting for room gives up.
+    private bool _commitFailed;
 
     // FasterLog's first entry address: a log that begins later has been trimmed.
     private const long FirstAddress = 64;
@@ -130,9 +135,9 @@ public sealed partial class FasterLogJournal : IJournal
         {
             if (_failure is not null) throw new JournalUnavailableException("journal cannot write: " + _failure.Message, _failure);
             if (_stopping.IsCancellationRequested) throw new JournalUnavailableException("journal is closed");
-            long position = _sequenced ? EnqueueSequenced(entry.Span) : Log.Enqueue(entry.Span);
+            long position = _sequenced ? EnqueueSequenced(entry.Span) : EnqueueWhenRoom(entry.Span);
             PublishTail(position, _sequenced ? _lastSequence + 1 : _lastSequence);
-            _waiting.Enqueue((position, done));
+            lock (_waitingLock) _waiting.Enqueue((position, done));
         }
         _commitSignal.Writer.TryWrite(true);
         return new ValueTask<long>(done.Task.WaitAsync(cancellationToken));
@@ -146,12 +151,28 @@ public sealed partial class FasterLogJournal : IJournal
         {
             BinaryPrimitives.WriteInt64LittleEndian(record, _lastSequence + 1);
             entry.CopyTo(record.AsSpan(SequenceBytes));
-            return Log.Enqueue(record.AsSpan(0, SequenceBytes + entry.Length));
+            return EnqueueWhenRoom(record.AsSpan(0, SequenceBytes + entry.Length));
         }
         finally
         {
             ArrayPool<byte>.Shared.Return(record);
         }
+    }
+
+    // Under _appendLock. FasterLog takes an entry only while its two tail pages have room; a full
+    // page is freed by the commit loop's flush, so this waits for that (asking for it) instead of
+    // spinning in FasterLog's Enqueue. After a failed commit no flush will come: it gives up.
+    private long EnqueueWhenRoom(ReadOnlySpan<byte> record)
+    {
+        var wait = new SpinWait();
+        long position;
+        while (!Log.TryEnqueue(record, out position))
+        {
+            if (Volatile.Read(ref _commitFailed)) throw new JournalUnavailableException("journal cannot write: its last commit failed");
+            _commitSignal.Writer.TryWrite(true);
+            wait.SpinOnce(sleep1Threshold: 20);
+        }
+        return position;
     }
 
     // The last entry enqueued is published with a version counter (odd while being written), so
@@ -220,7 +241,7 @@ public sealed partial class FasterLogJournal : IJournal
 
     private void CompleteWaiters(long durableUpTo, Exception? error)
     {
-        lock (_appendLock)
+        lock (_waitingLock)
         {
             while (_waiting.TryPeek(out var w) && w.Position <= durableUpTo)
             {
