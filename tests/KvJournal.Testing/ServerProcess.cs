@@ -14,7 +14,7 @@ public abstract class ServerProcess : IAsyncDisposable
 {
     private readonly Process _process;
     private readonly StringBuilder _output = new();
-    private readonly bool _ownsDataDir;
+    private bool _ownsDataDir;
 
     /// <param name="ownsDataDir">delete the data directory on dispose (a test that restarts on it keeps it).</param>
     /// <param name="tls">when set the server listens on https:// and the channel presents its client certificate.</param>
@@ -66,7 +66,8 @@ public abstract class ServerProcess : IAsyncDisposable
         }
         return (current, peak);
 
-        static long Kibibytes(string line) => long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
+        // "VmRSS:\t  123456 kB": a tab, then padding that disappears once the number is 8 digits long.
+        static long Kibibytes(string line) => long.Parse(line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1], System.Globalization.CultureInfo.InvariantCulture);
     }
 
     /// <summary>CPU time (user + system) the process has used so far, from /proc/PID/stat (clock ticks of 10 ms).</summary>
@@ -160,6 +161,30 @@ public abstract class ServerProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// kill -9 of this server, then <paramref name="start"/> (the same server on its port and data
+    /// dir, which the new process owns from then on), returned once it serves or failed after
+    /// <paramref name="readyWithin"/>.
+    /// </summary>
+    protected async Task<T> RestartAsync<T>(Func<T> start, TimeSpan readyWithin) where T : ServerProcess
+    {
+        await KillAsync();
+        bool owned = _ownsDataDir;
+        _ownsDataDir = false;
+        var restarted = start();
+        restarted._ownsDataDir = owned;
+        try
+        {
+            await restarted.WaitReadyAsync(readyWithin);
+            return restarted;
+        }
+        catch
+        {
+            await restarted.DisposeAsync();
+            throw;
+        }
+    }
+
     /// <summary>kill -9: no shutdown hook runs, nothing is flushed beyond what was already durable.</summary>
     public async Task KillAsync()
     {
@@ -188,11 +213,18 @@ public abstract class ServerProcess : IAsyncDisposable
 /// <summary>A kvjournal member, started from the build output next to the tests.</summary>
 public sealed class KvJournalProcess : ServerProcess
 {
+    private readonly string[] _extraArgs;
+
     private KvJournalProcess(int port, string dataDir, bool ownsDataDir, IEnumerable<string> extraArgs, TlsFiles? tls = null,
         IReadOnlyDictionary<string, string>? environment = null, IEnumerable<string>? command = null)
         : base(Paths.ServerProgram, Paths.ServerArgs([.. command ?? [], .. Args(port, dataDir, extraArgs, tls)]), port, dataDir, ownsDataDir, tls, environment)
     {
+        _extraArgs = [.. extraArgs];
     }
+
+    /// <summary>kill -9, then the member again with the same flags, port and data (see <see cref="ServerProcess.RestartAsync{T}"/>).</summary>
+    public Task<KvJournalProcess> RestartAsync(TimeSpan readyWithin) =>
+        RestartAsync(() => new KvJournalProcess(Port, DataDir, ownsDataDir: false, _extraArgs), readyWithin);
 
     /// <summary>
     /// Starts `kvjournal mirror --from <paramref name="source"/>`: a member mirroring that etcd. With
@@ -305,10 +337,19 @@ public sealed class KvJournalProcess : ServerProcess
 /// <summary>The reference etcd (Debian's package), single member; fsync off unless asked (tests compare answers only).</summary>
 public sealed class ReferenceEtcdProcess : ServerProcess
 {
+    private readonly int _peerPort;
+    private readonly bool _fsync;
+    private readonly string[] _extraArgs;
+
     private ReferenceEtcdProcess(int port, int peerPort, string dataDir, bool fsync, IEnumerable<string> extraArgs, string? initialCluster = null)
         : base(Paths.Etcd, Args(port, peerPort, dataDir, fsync, initialCluster).Concat(extraArgs), port, dataDir, ownsDataDir: true)
     {
+        (_peerPort, _fsync, _extraArgs) = (peerPort, fsync, [.. extraArgs]);
     }
+
+    /// <summary>kill -9, then this single-member etcd again with the same flags, ports and data (see <see cref="ServerProcess.RestartAsync{T}"/>).</summary>
+    public Task<ReferenceEtcdProcess> RestartAsync(TimeSpan readyWithin) =>
+        RestartAsync(() => new ReferenceEtcdProcess(Port, _peerPort, DataDir, _fsync, _extraArgs), readyWithin);
 
     // A single-member cluster unless initialCluster names the others.
     private static IEnumerable<string> Args(int port, int peerPort, string dataDir, bool fsync, string? initialCluster)

@@ -117,9 +117,9 @@ public static class ClusterBenchmark
 
     private static void PrintCalls(Measured m)
     {
-        Console.WriteLine("| call | count | p50 (ms) | p99 | p99.9 | max | errors |");
+        Console.WriteLine("| call (lag NAME@APISERVER: an informer's events after their write was acknowledged) | count | p50 (ms) | p99 | p99.9 | max | errors |");
         Console.WriteLine("|---|---:|---:|---:|---:|---:|---|");
-        foreach (var c in m.Step.Calls)
+        foreach (var c in m.Step.Calls.Concat(m.Step.Informers))
             Console.WriteLine(Invariant($"| {c.Call} | {c.Count} | {c.P50:F2} | {c.P99:F2} | {c.P999:F2} | {c.Max:F1} | {c.Errors}{(c.FirstError is null ? "" : $" ({c.FirstError})")} |"));
     }
 

@@ -9,6 +9,7 @@ public sealed record StepResult(
     int Nodes,
     double Seconds,
     IReadOnlyList<CallSummary> Calls,
+    IReadOnlyList<CallSummary> Informers,
     int Errors,
     double LaggiestInformerP99,
     double LaggiestInformerMax,
@@ -189,7 +190,7 @@ public sealed class ClusterLoad : IAsyncDisposable
 
         var calls = recorder.Summaries();
         var lags = calls.Where(c => c.Call.StartsWith("lag ", StringComparison.Ordinal)).ToList();
-        return new StepResult(nodes, seconds, [.. calls.Where(c => !c.Call.StartsWith("lag ", StringComparison.Ordinal))], recorder.TotalErrors,
+        return new StepResult(nodes, seconds, [.. calls.Where(c => !c.Call.StartsWith("lag ", StringComparison.Ordinal))], lags, recorder.TotalErrors,
             lags.Count == 0 ? 0 : lags.Max(l => l.P99), lags.Count == 0 ? 0 : lags.Max(l => l.Max),
             due == 0 ? 0 : 1 - (double)launched / due, fullLists, fullLists == 0 ? 0 : listSeconds / fullLists, (floodAccepted, floodRefused));
     }

@@ -65,8 +65,15 @@ public sealed class ClusterSetup : IAsyncDisposable
         }
     }
 
+    /// <summary>Stops the processes; what each logged is kept in the temporary directory (printed) for a look afterwards.</summary>
     public async ValueTask DisposeAsync()
     {
-        foreach (var process in _processes) await process.DisposeAsync();
+        for (int i = 0; i < _processes.Count; i++)
+        {
+            string log = Path.Combine(Path.GetTempPath(), $"cluster-{new string([.. Name.Where(char.IsLetterOrDigit)])}-{i}-{_processes[i].Pid}.log");
+            await File.WriteAllTextAsync(log, _processes[i].Output);
+            Console.WriteLine($"{Name}: server output in {log}");
+            await _processes[i].DisposeAsync();
+        }
     }
 }
