@@ -136,8 +136,9 @@ public sealed partial class FasterLogJournal : IJournal
             if (_failure is not null) throw new JournalUnavailableException("journal cannot write: " + _failure.Message, _failure);
             if (_stopping.IsCancellationRequested) throw new JournalUnavailableException("journal is closed");
             long position = _sequenced ? EnqueueSequenced(entry.Span) : EnqueueWhenRoom(entry.Span);
-            PublishTail(position, _sequenced ? _lastSequence + 1 : _lastSequence);
+            // Waiter first, tail second: a commit loop that reads this tail finds its waiter queued.
             lock (_waitingLock) _waiting.Enqueue((position, done));
+            PublishTail(position, _sequenced ? _lastSequence + 1 : _lastSequence);
         }
         _commitSignal.Writer.TryWrite(true);
         return new ValueTask<long>(done.Task.WaitAsync(cancellationToken));
