@@ -173,14 +173,20 @@ public abstract class ServerProcess : IAsyncDisposable
         _ownsDataDir = false;
         var restarted = start();
         restarted._ownsDataDir = owned;
+        return await ServingAsync(restarted, readyWithin);
+    }
+
+    /// <summary><paramref name="server"/> once it serves; killed and released if it does not within <paramref name="within"/>.</summary>
+    private protected static async Task<T> ServingAsync<T>(T server, TimeSpan within) where T : ServerProcess
+    {
         try
         {
-            await restarted.WaitReadyAsync(readyWithin);
-            return restarted;
+            await server.WaitReadyAsync(within);
+            return server;
         }
         catch
         {
-            await restarted.DisposeAsync();
+            await server.DisposeAsync();
             throw;
         }
     }
@@ -213,18 +219,19 @@ public abstract class ServerProcess : IAsyncDisposable
 /// <summary>A kvjournal member, started from the build output next to the tests.</summary>
 public sealed class KvJournalProcess : ServerProcess
 {
-    private readonly string[] _extraArgs;
+    // The same member again (RestartAsync): its command, flags, TLS files and environment.
+    private readonly Func<int, string, KvJournalProcess> _again;
 
     private KvJournalProcess(int port, string dataDir, bool ownsDataDir, IEnumerable<string> extraArgs, TlsFiles? tls = null,
         IReadOnlyDictionary<string, string>? environment = null, IEnumerable<string>? command = null)
         : base(Paths.ServerProgram, Paths.ServerArgs([.. command ?? [], .. Args(port, dataDir, extraArgs, tls)]), port, dataDir, ownsDataDir, tls, environment)
     {
-        _extraArgs = [.. extraArgs];
+        string[] flags = [.. extraArgs];
+        _again = (p, d) => new KvJournalProcess(p, d, ownsDataDir: false, flags, tls, environment, command);
     }
 
-    /// <summary>kill -9, then the member again with the same flags, port and data (see <see cref="ServerProcess.RestartAsync{T}"/>).</summary>
-    public Task<KvJournalProcess> RestartAsync(TimeSpan readyWithin) =>
-        RestartAsync(() => new KvJournalProcess(Port, DataDir, ownsDataDir: false, _extraArgs), readyWithin);
+    /// <summary>kill -9, then the member again with the same command, flags, port and data (see <see cref="ServerProcess.RestartAsync{T}"/>).</summary>
+    public Task<KvJournalProcess> RestartAsync(TimeSpan readyWithin) => RestartAsync(() => _again(Port, DataDir), readyWithin);
 
     /// <summary>
     /// Starts `kvjournal mirror --from <paramref name="source"/>`: a member mirroring that etcd. With
@@ -311,20 +318,8 @@ public sealed class KvJournalProcess : ServerProcess
         ReadyAsync(() => new KvJournalProcess(Ports.Free(), Paths.NewTempDir("kvj-tls"), true, [], tls));
 
     /// <summary>Starts a member on <paramref name="port"/> (a restart that clients find at the same URL), on <paramref name="dataDir"/>, kept on dispose.</summary>
-    public static async Task<KvJournalProcess> StartOnPortAsync(int port, string dataDir)
-    {
-        var server = new KvJournalProcess(port, dataDir, ownsDataDir: false, []);
-        try
-        {
-            await server.WaitReadyAsync(TimeSpan.FromSeconds(60));
-            return server;
-        }
-        catch
-        {
-            await server.DisposeAsync();
-            throw;
-        }
-    }
+    public static Task<KvJournalProcess> StartOnPortAsync(int port, string dataDir) =>
+        ServingAsync(new KvJournalProcess(port, dataDir, ownsDataDir: false, []), TimeSpan.FromSeconds(60));
 
     /// <summary>
     /// Starts a member on a fresh port. With no <paramref name="dataDir"/> it gets a temporary one,

@@ -42,14 +42,6 @@ public sealed class CallRecorder
         }
     }
 
-    public int TotalCalls
-    {
-        get
-        {
-            lock (_latencies) return _latencies.Values.Sum(l => l.Count);
-        }
-    }
-
     public IReadOnlyList<CallSummary> Summaries()
     {
         lock (_latencies)

@@ -1,3 +1,5 @@
+using Google.Protobuf;
+
 namespace KvJournal.LoadHarness.Cluster;
 
 /// <summary>
@@ -86,4 +88,7 @@ public sealed record ClusterEndpoints(string Main, string Events, string Leases)
         Resource.Events => "/registry/events/",
         _ => "/registry/pods/",
     };
+
+    /// <summary>The range end of a resource's prefix (its last "/" plus one), as clientv3's WithPrefix makes it.</summary>
+    public static ByteString PrefixEnd(Resource resource) => ByteString.CopyFromUtf8(Prefix(resource)[..^1] + "0");
 }

@@ -30,9 +30,6 @@ public sealed class Informer : IAsyncDisposable
         _lagName = $"lag {client.Resource.ToString().ToLowerInvariant()}@{apiserver}";
     }
 
-    /// <summary>The newest revision the watch has reported, by an event or a progress notification.</summary>
-    public long Revision { get; private set; }
-
     public async Task StartAsync()
     {
         long listed = await _client.CurrentRevisionAsync();
@@ -43,7 +40,7 @@ public sealed class Informer : IAsyncDisposable
             CreateRequest = new WatchCreateRequest
             {
                 Key = ByteString.CopyFromUtf8(prefix),
-                RangeEnd = ByteString.CopyFromUtf8(prefix[..^1] + "0"),
+                RangeEnd = ClusterEndpoints.PrefixEnd(_client.Resource),
                 StartRevision = listed + 1,
                 PrevKv = true,
                 ProgressNotify = true,
@@ -51,7 +48,6 @@ public sealed class Informer : IAsyncDisposable
         });
         if (!await _call.ResponseStream.MoveNext(_stop.Token) || !_call.ResponseStream.Current.Created)
             throw new InvalidOperationException($"{_lagName}: the watch was not created");
-        Revision = listed;
         _reading = Task.Run(ReadAsync);
         _requesting = Task.Run(RequestProgressAsync);
     }
@@ -72,7 +68,6 @@ public sealed class Informer : IAsyncDisposable
                 if (response.Events.Count == 0)
                 {
                     if (response.CompactRevision == 0 && response.Header.Revision != 0 && _progressSent.TryDequeue(out long sent)) recorder.Record("progress", sent);
-                    Revision = Math.Max(Revision, response.Header.Revision);
                     continue;
                 }
                 foreach (var e in response.Events)
@@ -81,7 +76,6 @@ public sealed class Informer : IAsyncDisposable
                     bool isCreate = e.Type == Mvccpb.Event.Types.EventType.Put && e.Kv.Version == 1;
                     if (!isCreate && e.PrevKv is null) recorder.Error(_lagName, new InvalidOperationException("etcd event received with PrevKv=nil"));
                     recorder.Record(_lagName, _client.Acks.TryGet(e.Kv.ModRevision, out long acked) && acked <= Stopwatch.GetTimestamp() ? CallRecorder.MillisecondsSince(acked) : 0);
-                    Revision = e.Kv.ModRevision;
                 }
             }
         }

@@ -17,7 +17,7 @@ namespace KvJournal.LoadHarness.Cluster;
 /// </summary>
 public static class KeyspaceBenchmark
 {
-    private sealed record Figures(string Name, int Nodes, double LoadSeconds, long LiveBytes, long ResidentBytes, double ListSeconds, int Listed, double RestartSeconds, long ResidentAfterRestart);
+    private sealed record Figures(double LoadSeconds, long LiveBytes, long ResidentBytes, double ListSeconds, double RestartSeconds, long ResidentAfterRestart);
 
     public static async Task RunAsync(HarnessArgs args)
     {
@@ -123,7 +123,7 @@ public static class KeyspaceBenchmark
         double restartSeconds = clock.Elapsed.TotalSeconds;
         Console.WriteLine($"{name}: ready {restartSeconds:F1} s after kill -9");
         long live = shape.StandingBytes(nodes);
-        return new Figures(name, nodes, loadSeconds, live, resident, listSeconds, listed, restartSeconds, restarted.ResidentBytes().Current);
+        return new Figures(loadSeconds, live, resident, listSeconds, restartSeconds, restarted.ResidentBytes().Current);
     }
 
     /// <summary>A client per resource on one store, for listing all of them.</summary>

@@ -33,8 +33,6 @@ public sealed class SimulatedApiserver : IAsyncDisposable
 
     public ResourceClient this[Resource resource] => _clients[resource];
 
-    public IReadOnlyList<Informer> Informers => _informers;
-
     public async Task StartInformersAsync()
     {
         foreach (var client in _clients.Values)

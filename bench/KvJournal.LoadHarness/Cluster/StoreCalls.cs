@@ -94,34 +94,15 @@ public sealed class ResourceClient : IDisposable
         return (await Kv.TxnAsync(txn)).Header.Revision;
     }
 
-    /// <summary>
-    /// A paged LIST as the apiserver sends it: limit, the first page's revision, the last key +
-    /// "\0" to continue. Records each page's latency; returns the objects listed.
-    /// </summary>
-    public async Task<int> ListAsync(int limit, CallRecorder recorder)
-    {
-        string prefix = ClusterEndpoints.Prefix(Resource);
-        var from = ByteString.CopyFromUtf8(prefix);
-        var end = ByteString.CopyFromUtf8(prefix[..^1] + "0");
-        long revision = 0;
-        int listed = 0;
-        while (true)
-        {
-            long start = System.Diagnostics.Stopwatch.GetTimestamp();
-            var page = await Kv.RangeAsync(new RangeRequest { Key = from, RangeEnd = end, Limit = limit, Revision = revision });
-            recorder.Record("list page", start);
-            revision = page.Header.Revision;
-            listed += page.Kvs.Count;
-            if (!page.More) return listed;
-            from = ByteString.CopyFrom([.. page.Kvs[^1].Key.Span, 0]);
-        }
-    }
+    /// <summary>The apiserver's paged LIST of this resource, each page's latency recorded; returns the objects listed.</summary>
+    public Task<int> ListAsync(int limit, CallRecorder recorder) =>
+        PagedList.CountAsync(Kv, ByteString.CopyFromUtf8(ClusterEndpoints.Prefix(Resource)), ClusterEndpoints.PrefixEnd(Resource), limit,
+            start => recorder.Record("list page", start));
 
     /// <summary>GetCurrentResourceVersion: a LIST with limit 1; the header's revision.</summary>
     public async Task<long> CurrentRevisionAsync()
     {
-        string prefix = ClusterEndpoints.Prefix(Resource);
-        var page = await Kv.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8(prefix), RangeEnd = ByteString.CopyFromUtf8(prefix[..^1] + "0"), Limit = 1 });
+        var page = await Kv.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8(ClusterEndpoints.Prefix(Resource)), RangeEnd = ClusterEndpoints.PrefixEnd(Resource), Limit = 1 });
         return page.Header.Revision;
     }
 

@@ -17,9 +17,9 @@ public readonly record struct CutOverResult(bool Done, long Revision, long Keys,
 /// <summary>
 /// Keeps a mirror an exact copy of its source etcd, revision for revision: it watches every key
 /// from the revision after the mirror's own (with prev_kv, which the applier checks against the
-/// mirror's keys), and proposes what arrived as journal entries applied at the source's numbers. A lost connection or a watch the source cancels resumes from the mirror's
-/// revision; a source compacted past it cannot be followed, which is logged and reported on
-/// cut-over. The cut-over stops at the operator's revision, checks that both stores hold the same
+/// mirror's keys), and proposes what arrived as journal entries applied at the source's numbers.
+/// A lost connection or a watch the source cancels resumes from the mirror's revision; a source
+/// compacted past it cannot be followed, which is logged and reported on cut-over. The cut-over stops at the operator's revision, checks that both stores hold the same
 /// keys there, takes over the source's leases and opens writes.
 /// </summary>
 public sealed class MirrorFollower(ShardServer face, EtcdSource source, ILogger logger, TimeProvider time)
