@@ -12,6 +12,8 @@
 #     nats-r1     one kvjournal member on its embedded journal against one member on a single
 #                 nats-server (R1): what the journal service costs; put at 1 and 1,000 clients
 #   ETCDREF_QUICK=1 bash bench/compare.sh ...   a tenth of the requests (a smoke run)
+#   COMPARE_WORKLOADS="put-conc lease-keepalive" bash bench/compare.sh ...   only these workloads,
+#                 without the load and RSS step (for profiling one path)
 #
 # Server CPU per request counts every process of a setup (members and nats-server nodes).
 # Loopback only; every run is bounded by the request counts and a per-benchmark timeout; every
@@ -37,6 +39,7 @@ replicated) workloads="put-seq put-conc txn-put-conc range-l-conc"; load=0 ;;
 nats-r1)    workloads="put-seq put-conc"; load=0 ;;
 *) echo "usage: compare.sh [single|replicated|nats-r1]" >&2; exit 2 ;;
 esac
+if [ -n "${COMPARE_WORKLOADS:-}" ]; then workloads=$COMPARE_WORKLOADS; load=0; fi
 if [ "$setup" != single ]; then
     bash "$root/tools/install-nats-server.sh" >&2
 fi
