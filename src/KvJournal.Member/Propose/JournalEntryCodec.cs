@@ -103,10 +103,20 @@ public static class JournalEntryCodec
                 array = body.ToArray();
                 offset = 0;
             }
-            using var stream = new MemoryStream(array, offset, body.Length, writable: false);
-            var input = CodedInputStream.CreateWithLimits(stream, int.MaxValue, RecursionLimit);
             entry = new JournalEntry();
-            entry.MergeFrom(input);
+            try
+            {
+                // Straight from the entry's bytes; only the stream form takes a recursion limit
+                // (and it copies through a 4 KiB buffer of its own), so an entry nested past the
+                // default limit of 100 is parsed again that way, and that answer is the one that counts.
+                entry.MergeFrom(new CodedInputStream(array, offset, body.Length));
+            }
+            catch (InvalidProtocolBufferException)
+            {
+                using var stream = new MemoryStream(array, offset, body.Length, writable: false);
+                entry = new JournalEntry();
+                entry.MergeFrom(CodedInputStream.CreateWithLimits(stream, int.MaxValue, RecursionLimit));
+            }
             problem = null;
             return true;
         }

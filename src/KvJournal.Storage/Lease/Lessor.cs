@@ -66,8 +66,13 @@ public sealed class Lessor : ILeaseLookup, IKeyLeaseTracker
     /// <remarks>One pass keeping the earliest <paramref name="max"/> in a heap: cheap under the read lock even with 100,000 due.</remarks>
     public List<long> Expired(long nowUnixMs, int max)
     {
+        // Asked twice a second: nothing is allocated while no lease is due.
+        int due = 0;
+        foreach (var l in _leases.Values)
+            if (l.ExpiresAtUnixMs <= nowUnixMs) due++;
+        if (due == 0) return [];
         // A max-heap on (deadline, id): its top is the latest of the earliest ones kept so far.
-        var kept = new PriorityQueue<long, (long Deadline, long Id)>(max + 1, LatestFirst.Instance);
+        var kept = new PriorityQueue<long, (long Deadline, long Id)>(Math.Min(due, max) + 1, LatestFirst.Instance);
         foreach (var l in _leases.Values)
         {
             if (l.ExpiresAtUnixMs > nowUnixMs) continue;
