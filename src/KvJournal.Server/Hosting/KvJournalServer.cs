@@ -110,17 +110,21 @@ public sealed class KvJournalServer : IAsyncDisposable
         });
         builder.Services.AddSingleton(_options);
         builder.Services.AddSingleton(router);
-        builder.Services.AddHttpContextAccessor();
-        // Each call is served by the shard its connection came in on.
-        builder.Services.AddScoped(sp => router.For(sp.GetRequiredService<IHttpContextAccessor>().HttpContext));
         builder.Services.AddSingleton<GrpcMetrics>();
-        // Stateless: registered once, gRPC takes them from here instead of constructing both per call.
-        builder.Services.AddSingleton<GrpcMetricsInterceptor>();
-        builder.Services.AddSingleton<EtcdErrorInterceptor>();
+        // Stateless, so registered once: gRPC takes the interceptor and the services from here
+        // instead of constructing them per call (a service asks the router for the call's shard).
+        builder.Services.AddSingleton<EtcdCallInterceptor>();
+        builder.Services.AddSingleton<KvService>();
+        builder.Services.AddSingleton<WatchService>();
+        builder.Services.AddSingleton<LeaseService>();
+        builder.Services.AddSingleton<ClusterService>();
+        builder.Services.AddSingleton<MaintenanceService>();
+        builder.Services.AddSingleton<AuthService>();
+        builder.Services.AddSingleton<LockService>();
+        builder.Services.AddSingleton<ElectionService>();
         builder.Services.AddGrpc(o =>
         {
-            o.Interceptors.Add<GrpcMetricsInterceptor>();
-            o.Interceptors.Add<EtcdErrorInterceptor>();
+            o.Interceptors.Add<EtcdCallInterceptor>();
             // Above the request limit, so an oversized request reaches our own check and gets
             // etcd's "request is too large".
             o.MaxReceiveMessageSize = _options.MaxRequestBytes + ServerOptions.GrpcOverheadBytes;

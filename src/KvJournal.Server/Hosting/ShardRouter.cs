@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Grpc.Core;
 using KvJournal.Member.Face;
 using Microsoft.AspNetCore.Http;
 
@@ -6,7 +7,7 @@ namespace KvJournal.Server.Hosting;
 
 /// <summary>
 /// Which shard a request is for: the one whose client URL (or internal HTTP/1.1 relay port) the
-/// connection arrived on. Services get the request's <see cref="ShardServer"/> (the shard's face) injected from it.
+/// connection arrived on. Services and endpoints ask it for the request's <see cref="ShardServer"/> (the shard's face).
 /// Client ports are routed before the server starts listening, so no request on a shard's port is
 /// ever served by another shard; relay ports are routed before their splitter relays anything.
 /// </summary>
@@ -18,6 +19,8 @@ public sealed class ShardRouter(ShardServer defaultShard)
     public ShardServer Default { get; } = defaultShard;
 
     public void Route(int port, ShardServer shard) => _byPort[port] = shard;
+
+    public ShardServer For(ServerCallContext context) => For(context.GetHttpContext());
 
     public ShardServer For(HttpContext? http) =>
         http is not null && _byPort.TryGetValue(http.Connection.LocalPort, out var shard) ? shard : Default;

@@ -6,28 +6,28 @@ using V3electionpb;
 
 namespace KvJournal.Server.Api.Concurrency;
 
-/// <summary>etcd's v3election service: an adapter from gRPC to the shard's face (errors are mapped by <see cref="EtcdErrorInterceptor"/>).</summary>
+/// <summary>etcd's v3election service: an adapter from gRPC to the shard's face (errors are mapped by <see cref="EtcdCallInterceptor"/>).</summary>
 [BindServiceMethod(typeof(ElectionService), nameof(BindService))]
-public sealed class ElectionService(ShardServer face, ServerOptions options) : Election.ElectionBase
+public sealed class ElectionService(ShardRouter router, ServerOptions options) : Election.ElectionBase
 {
     /// <summary>Binds the generated methods with etcd's answer to a request that does not parse (<see cref="UnparsableRequests"/>).</summary>
     public static void BindService(ServiceBinderBase binder, Election.ElectionBase? service) =>
         Election.BindService(new UnparsableRequests.Binder(binder), service!);
 
     public override Task<CampaignResponse> Campaign(CampaignRequest request, ServerCallContext context) =>
-        face.CampaignAsync(request, Who(context), context.CancellationToken);
+        router.For(context).CampaignAsync(request, Who(context), context.CancellationToken);
 
     public override Task<ProclaimResponse> Proclaim(ProclaimRequest request, ServerCallContext context) =>
-        face.ProclaimAsync(request, Who(context), context.CancellationToken);
+        router.For(context).ProclaimAsync(request, Who(context), context.CancellationToken);
 
     public override Task<ResignResponse> Resign(ResignRequest request, ServerCallContext context) =>
-        face.ResignAsync(request, Who(context), context.CancellationToken);
+        router.For(context).ResignAsync(request, Who(context), context.CancellationToken);
 
     public override Task<LeaderResponse> Leader(LeaderRequest request, ServerCallContext context) =>
-        face.LeaderAsync(request, Who(context), context.CancellationToken);
+        router.For(context).LeaderAsync(request, Who(context), context.CancellationToken);
 
     public override Task Observe(LeaderRequest request, IServerStreamWriter<LeaderResponse> responseStream, ServerCallContext context) =>
-        face.ObserveAsync(request, Who(context), responseStream.WriteAsync, context.CancellationToken);
+        router.For(context).ObserveAsync(request, Who(context), responseStream.WriteAsync, context.CancellationToken);
 
-    private CallerIdentity Who(ServerCallContext context) => CallerIdentities.Of(context, face, options.ClientCertAuth);
+    private CallerIdentity Who(ServerCallContext context) => CallerIdentities.Of(context, router.For(context), options.ClientCertAuth);
 }

@@ -6,19 +6,19 @@ using V3lockpb;
 
 namespace KvJournal.Server.Api.Concurrency;
 
-/// <summary>etcd's v3lock service: an adapter from gRPC to the shard's face (errors are mapped by <see cref="EtcdErrorInterceptor"/>).</summary>
+/// <summary>etcd's v3lock service: an adapter from gRPC to the shard's face (errors are mapped by <see cref="EtcdCallInterceptor"/>).</summary>
 [BindServiceMethod(typeof(LockService), nameof(BindService))]
-public sealed class LockService(ShardServer face, ServerOptions options) : V3lockpb.Lock.LockBase
+public sealed class LockService(ShardRouter router, ServerOptions options) : V3lockpb.Lock.LockBase
 {
     /// <summary>Binds the generated methods with etcd's answer to a request that does not parse (<see cref="UnparsableRequests"/>).</summary>
     public static void BindService(ServiceBinderBase binder, V3lockpb.Lock.LockBase? service) =>
         V3lockpb.Lock.BindService(new UnparsableRequests.Binder(binder), service!);
 
     public override Task<LockResponse> Lock(LockRequest request, ServerCallContext context) =>
-        face.LockAsync(request, Who(context), context.CancellationToken);
+        router.For(context).LockAsync(request, Who(context), context.CancellationToken);
 
     public override Task<UnlockResponse> Unlock(UnlockRequest request, ServerCallContext context) =>
-        face.UnlockAsync(request, Who(context), context.CancellationToken);
+        router.For(context).UnlockAsync(request, Who(context), context.CancellationToken);
 
-    private CallerIdentity Who(ServerCallContext context) => CallerIdentities.Of(context, face, options.ClientCertAuth);
+    private CallerIdentity Who(ServerCallContext context) => CallerIdentities.Of(context, router.For(context), options.ClientCertAuth);
 }

@@ -2,6 +2,7 @@ using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Core;
 using KvJournal.Member.Face;
+using KvJournal.Server.Hosting;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -114,7 +115,7 @@ public static class GatewayRoutes
             {
                 // --listen-metrics-urls serve /metrics and /health only, as etcd's do.
                 if (OnMetricsPort(http)) throw new RpcException(new Status(StatusCode.NotFound, "Not Found"));
-                var face = http.RequestServices.GetRequiredService<ShardServer>();
+                var face = http.RequestServices.GetRequiredService<ShardRouter>().For(http);
                 var requests = await call.ReadRequestsAsync(parser).ConfigureAwait(false);
                 await serve(face, requests, call.Who(face), call, http.RequestAborted).ConfigureAwait(false);
             }

@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text;
 using Grpc.Core;
-using Grpc.Core.Interceptors;
 
 namespace KvJournal.Server.Api.Http;
 
@@ -48,50 +47,5 @@ public sealed class GrpcMetrics
     {
         int slash = fullMethod.LastIndexOf('/');
         return (fullMethod[1..slash], fullMethod[(slash + 1)..]);
-    }
-}
-
-/// <summary>Counts every call into <see cref="GrpcMetrics"/> with the status it ended with.</summary>
-public sealed class GrpcMetricsInterceptor(GrpcMetrics metrics) : Interceptor
-{
-    public override async Task<TResponse> UnaryServerHandler<TRequest, TResponse>(TRequest request, ServerCallContext context, UnaryServerMethod<TRequest, TResponse> continuation)
-    {
-        metrics.Started("unary", context.Method);
-        long started = System.Diagnostics.Stopwatch.GetTimestamp();
-        try
-        {
-            var response = await continuation(request, context).ConfigureAwait(false);
-            metrics.Handled("unary", context.Method, StatusCode.OK);
-            return response;
-        }
-        catch (RpcException ex)
-        {
-            metrics.Handled("unary", context.Method, ex.StatusCode);
-            throw;
-        }
-        finally
-        {
-            metrics.UnaryLatency.Observe(System.Diagnostics.Stopwatch.GetElapsedTime(started));
-        }
-    }
-
-    public override async Task DuplexStreamingServerHandler<TRequest, TResponse>(IAsyncStreamReader<TRequest> requestStream, IServerStreamWriter<TResponse> responseStream, ServerCallContext context, DuplexStreamingServerMethod<TRequest, TResponse> continuation)
-    {
-        metrics.Started("bidi_stream", context.Method);
-        try
-        {
-            await continuation(requestStream, responseStream, context).ConfigureAwait(false);
-            metrics.Handled("bidi_stream", context.Method, StatusCode.OK);
-        }
-        catch (RpcException ex)
-        {
-            metrics.Handled("bidi_stream", context.Method, ex.StatusCode);
-            throw;
-        }
-        catch (OperationCanceledException)
-        {
-            metrics.Handled("bidi_stream", context.Method, StatusCode.Cancelled);
-            throw;
-        }
     }
 }

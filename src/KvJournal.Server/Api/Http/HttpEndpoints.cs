@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using KvJournal.Member.Face;
+using KvJournal.Server.Hosting;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -17,8 +18,9 @@ public static class HttpEndpoints
 
     public static void Map(IEndpointRouteBuilder app)
     {
-        app.MapGet("/health", async (ShardServer face, HttpContext http) =>
+        app.MapGet("/health", async (ShardRouter router, HttpContext http) =>
         {
+            var face = router.For(http);
             // etcd: any active alarm not named in ?exclude= makes the member unhealthy.
             var excluded = http.Request.Query["exclude"];
             string? problem = face.AlarmProblem(name => excluded.Contains(name)) ?? await face.ServingProblemAsync(http.RequestAborted).ConfigureAwait(false);
@@ -27,10 +29,11 @@ public static class HttpEndpoints
             http.Response.ContentType = TextPlain;
             await http.Response.WriteAsync(problem is null ? "{\"health\":\"true\",\"reason\":\"\"}" : $"{{\"health\":\"false\",\"reason\":\"{problem}\"}}\n").ConfigureAwait(false);
         });
-        app.MapGet("/livez", (ShardServer face, HttpContext http) =>
-            Checks(http, [("serializable_read", face.ApplyProblem)]));
-        app.MapGet("/readyz", async (ShardServer face, HttpContext http) =>
+        app.MapGet("/livez", (ShardRouter router, HttpContext http) =>
+            Checks(http, [("serializable_read", router.For(http).ApplyProblem)]));
+        app.MapGet("/readyz", async (ShardRouter router, HttpContext http) =>
         {
+            var face = router.For(http);
             // Ready once this member has applied everything the journal had made durable.
             string? linearizable = await face.ServingProblemAsync(http.RequestAborted).ConfigureAwait(false);
             await Checks(http, [("data_corruption", null), ("serializable_read", face.ApplyProblem),
@@ -41,8 +44,9 @@ public static class HttpEndpoints
             http.Response.ContentType = "application/json";
             return http.Response.WriteAsync($"{{\"etcdserver\":\"{ServerVersion.Etcd}\",\"etcdcluster\":\"{ServerVersion.Cluster}\"}}");
         });
-        app.MapGet("/metrics", (ShardServer face, GrpcMetrics grpc, HttpContext http) =>
+        app.MapGet("/metrics", (ShardRouter router, GrpcMetrics grpc, HttpContext http) =>
         {
+            var face = router.For(http);
             http.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
             return http.Response.WriteAsync(Metrics(face.Gauges(), face.Backups, face.Throttle, grpc));
         });
@@ -102,6 +106,7 @@ public static class HttpEndpoints
         text.Append("# HELP dotnet_gc_collections_total Garbage collections of each generation.\n# TYPE dotnet_gc_collections_total counter\n");
         for (int gen = 0; gen <= GC.MaxGeneration; gen++)
             text.Append(CultureInfo.InvariantCulture, $"dotnet_gc_collections_total{{generation=\"{gen}\"}} {GC.CollectionCount(gen)}\n");
+        text.Append(CultureInfo.InvariantCulture, $"# HELP dotnet_gc_allocated_bytes_total Bytes the process allocated on the managed heap.\n# TYPE dotnet_gc_allocated_bytes_total counter\ndotnet_gc_allocated_bytes_total {GC.GetTotalAllocatedBytes()}\n");
         Gauge("dotnet_gc_heap_size_bytes", "Bytes of managed heap in use after the last collection.", GC.GetGCMemoryInfo().HeapSizeBytes);
         shard.AppendLatency.WriteTo(text, "kvjournal_journal_append_duration_seconds", "Time from handing an entry to the journal to its being durable.");
         grpc.WriteTo(text);

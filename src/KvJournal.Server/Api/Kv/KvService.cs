@@ -6,28 +6,28 @@ using KvJournal.Server.Hosting;
 
 namespace KvJournal.Server.Api.Kv;
 
-/// <summary>etcd's KV service: an adapter from gRPC to the shard's face (errors are mapped by <see cref="EtcdErrorInterceptor"/>).</summary>
+/// <summary>etcd's KV service: an adapter from gRPC to the shard's face (errors are mapped by <see cref="EtcdCallInterceptor"/>).</summary>
 [BindServiceMethod(typeof(KvService), nameof(BindService))]
-public sealed class KvService(ShardServer face, ServerOptions options) : KV.KVBase
+public sealed class KvService(ShardRouter router, ServerOptions options) : KV.KVBase
 {
     /// <summary>Binds the generated methods with etcd's answer to a request that does not parse (<see cref="UnparsableRequests"/>).</summary>
     public static void BindService(ServiceBinderBase binder, KV.KVBase? service) =>
         KV.BindService(new UnparsableRequests.Binder(binder), service!);
 
     public override Task<RangeResponse> Range(RangeRequest request, ServerCallContext context) =>
-        face.RangeAsync(request, Who(context), context.CancellationToken);
+        router.For(context).RangeAsync(request, Who(context), context.CancellationToken);
 
     public override Task<PutResponse> Put(PutRequest request, ServerCallContext context) =>
-        face.PutAsync(request, Who(context), context.CancellationToken);
+        router.For(context).PutAsync(request, Who(context), context.CancellationToken);
 
     public override Task<DeleteRangeResponse> DeleteRange(DeleteRangeRequest request, ServerCallContext context) =>
-        face.DeleteRangeAsync(request, Who(context), context.CancellationToken);
+        router.For(context).DeleteRangeAsync(request, Who(context), context.CancellationToken);
 
     public override Task<TxnResponse> Txn(TxnRequest request, ServerCallContext context) =>
-        face.TxnAsync(request, Who(context), context.CancellationToken);
+        router.For(context).TxnAsync(request, Who(context), context.CancellationToken);
 
     public override Task<CompactionResponse> Compact(CompactionRequest request, ServerCallContext context) =>
-        face.CompactAsync(request, Who(context), context.CancellationToken);
+        router.For(context).CompactAsync(request, Who(context), context.CancellationToken);
 
-    private CallerIdentity Who(ServerCallContext context) => CallerIdentities.Of(context, face, options.ClientCertAuth);
+    private CallerIdentity Who(ServerCallContext context) => CallerIdentities.Of(context, router.For(context), options.ClientCertAuth);
 }

@@ -7,37 +7,40 @@ using KvJournal.Server.Hosting;
 
 namespace KvJournal.Server.Api.Lease;
 
-/// <summary>etcd's Lease service: an adapter from gRPC to the shard's face (errors are mapped by <see cref="EtcdErrorInterceptor"/>).</summary>
+/// <summary>etcd's Lease service: an adapter from gRPC to the shard's face (errors are mapped by <see cref="EtcdCallInterceptor"/>).</summary>
 [BindServiceMethod(typeof(LeaseService), nameof(BindService))]
-public sealed class LeaseService(ShardServer face, ServerOptions options) : Etcdserverpb.Lease.LeaseBase
+public sealed class LeaseService(ShardRouter router, ServerOptions options) : Etcdserverpb.Lease.LeaseBase
 {
     /// <summary>Binds the generated methods with etcd's answer to a request that does not parse (<see cref="UnparsableRequests"/>).</summary>
     public static void BindService(ServiceBinderBase binder, Etcdserverpb.Lease.LeaseBase? service) =>
         Etcdserverpb.Lease.BindService(new UnparsableRequests.Binder(binder), service!);
 
     public override Task<LeaseGrantResponse> LeaseGrant(LeaseGrantRequest request, ServerCallContext context) =>
-        face.LeaseGrantAsync(request, Who(context), context.CancellationToken);
+        router.For(context).LeaseGrantAsync(request, Who(context), context.CancellationToken);
 
     public override Task<LeaseRevokeResponse> LeaseRevoke(LeaseRevokeRequest request, ServerCallContext context) =>
-        face.LeaseRevokeAsync(request, Who(context), context.CancellationToken);
+        router.For(context).LeaseRevokeAsync(request, Who(context), context.CancellationToken);
 
     /// <summary>
     /// Each request is one renewal, answered in order. Renewals are not awaited one by one: a
     /// stream carrying many leases (etcd clientv3's KeepAlive sends every lease's renewal on one
     /// stream) has them all in flight at once, so they share the journal entries that carry them,
-    /// while the answers go out in the order the requests came.
+    /// while the answers go out in the order the requests came. The requests are read from the
+    /// body pipe (<see cref="KeepAliveRequests"/>); <paramref name="requestStream"/> stays unused.
     /// </summary>
     public override async Task LeaseKeepAlive(IAsyncStreamReader<LeaseKeepAliveRequest> requestStream, IServerStreamWriter<LeaseKeepAliveResponse> responseStream, ServerCallContext context)
     {
         var who = Who(context);
+        var http = context.GetHttpContext();
+        var requests = new KeepAliveRequests(http.Request.BodyReader, options.MaxRequestBytes + ServerOptions.GrpcOverheadBytes, http.Request.Headers.GrpcEncoding.ToString());
         var answers = Channel.CreateBounded<Task<LeaseKeepAliveResponse>>(new BoundedChannelOptions(MaxRenewalsInFlight) { SingleReader = true, SingleWriter = true });
         // A renewal that fails (the journal away) ends the call with its error; reading stops with it.
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
         var writing = WriteInOrderAsync(answers.Reader, responseStream, failed, context.CancellationToken);
         try
         {
-            while (await NextAsync(requestStream, failed.Token).ConfigureAwait(false))
-                await answers.Writer.WriteAsync(face.LeaseKeepAliveAsync(requestStream.Current, who, context.CancellationToken), failed.Token).ConfigureAwait(false);
+            while (await requests.NextAsync(failed.Token).ConfigureAwait(false) is { } request)
+                await answers.Writer.WriteAsync(router.For(context).LeaseKeepAliveAsync(request, who, context.CancellationToken), failed.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (failed.IsCancellationRequested) { }
         finally
@@ -70,28 +73,11 @@ public sealed class LeaseService(ShardServer face, ServerOptions options) : Etcd
         }
     }
 
-    /// <summary>
-    /// The next keep-alive, or false once the client is done. etcd's KeepAliveOnce (and its
-    /// benchmark) opens a stream per renewal and resets it after the answer; that reset ends the
-    /// call quietly here instead of as an exception rethrown through every async frame above.
-    /// </summary>
-    private static async Task<bool> NextAsync(IAsyncStreamReader<LeaseKeepAliveRequest> requests, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await requests.MoveNext(cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is IOException || (ex is OperationCanceledException && cancellationToken.IsCancellationRequested))
-        {
-            return false;
-        }
-    }
-
     public override Task<LeaseTimeToLiveResponse> LeaseTimeToLive(LeaseTimeToLiveRequest request, ServerCallContext context) =>
-        face.LeaseTimeToLiveAsync(request, Who(context), context.CancellationToken);
+        router.For(context).LeaseTimeToLiveAsync(request, Who(context), context.CancellationToken);
 
     public override Task<LeaseLeasesResponse> LeaseLeases(LeaseLeasesRequest request, ServerCallContext context) =>
-        face.LeaseLeasesAsync(request, Who(context), context.CancellationToken);
+        router.For(context).LeaseLeasesAsync(request, Who(context), context.CancellationToken);
 
-    private CallerIdentity Who(ServerCallContext context) => CallerIdentities.Of(context, face, options.ClientCertAuth);
+    private CallerIdentity Who(ServerCallContext context) => CallerIdentities.Of(context, router.For(context), options.ClientCertAuth);
 }

@@ -1,6 +1,7 @@
 using KvJournal.Member.Face;
 using KvJournal.Member.Mirror;
 using KvJournal.Server.Api.Gateway;
+using KvJournal.Server.Hosting;
 using KvJournal.Storage.Apply;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -19,8 +20,9 @@ public static class MirrorEndpoint
 
     public static void Map(IEndpointRouteBuilder app, MirrorFollower follower)
     {
-        app.MapPost("/mirror/cut-over", async (ShardServer face, HttpContext http) =>
+        app.MapPost("/mirror/cut-over", async (ShardRouter router, HttpContext http) =>
         {
+            var face = router.For(http);
             http.Response.ContentType = TextPlain;
             if (!ReferenceEquals(face, follower.Face))
             {

@@ -7,15 +7,15 @@ using KvJournal.Server.Hosting;
 
 namespace KvJournal.Server.Api.Watch;
 
-/// <summary>etcd's Watch service: an adapter from gRPC to the shard's face (errors are mapped by <see cref="EtcdErrorInterceptor"/>).</summary>
-public sealed class WatchService(ShardServer face, ServerOptions options) : WatchServiceBase
+/// <summary>etcd's Watch service: an adapter from gRPC to the shard's face (errors are mapped by <see cref="EtcdCallInterceptor"/>).</summary>
+public sealed class WatchService(ShardRouter router, ServerOptions options) : WatchServiceBase
 {
     private static readonly WriteOptions Buffered = new(WriteFlags.BufferHint);
 
     public override Task Watch(IAsyncStreamReader<WatchRequest> requestStream, IServerStreamWriter<WatchResponseFrame> responseStream, ServerCallContext context) =>
-        face.WatchAsync(requestStream.ReadAllAsync(context.CancellationToken), CallerIdentities.Of(context, face, options.ClientCertAuth),
+        router.For(context).WatchAsync(requestStream.ReadAllAsync(context.CancellationToken), CallerIdentities.Of(context, router.For(context), options.ClientCertAuth),
             // Metadata etcd clients add with WithRequireLeader (kube-apiserver always does).
-            EtcdErrorInterceptor.RequiresLeader(context),
+            EtcdCallInterceptor.RequiresLeader(context),
             (frame, more, ct) =>
             {
                 // Flush only when the queue is drained, so a burst leaves in few network writes.
