@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
 using Google.Protobuf;
@@ -39,18 +40,32 @@ public static class JournalEntryCodec
 
     public static byte[] Encode(JournalEntry entry)
     {
+        int length = EncodeRented(entry, out byte[] rented);
+        byte[] bytes = rented.AsSpan(0, length).ToArray();
+        ArrayPool<byte>.Shared.Return(rented);
+        return bytes;
+    }
+
+    /// <summary>
+    /// Encodes <paramref name="entry"/> into a buffer rented from <see cref="ArrayPool{T}.Shared"/>
+    /// and returns its length; the caller returns the buffer once nothing reads it any more.
+    /// </summary>
+    public static int EncodeRented(JournalEntry entry, out byte[] rented)
+    {
         ulong member = entry.MemberId, request = entry.RequestId;
         entry.MemberId = 0;
         entry.RequestId = 0;
         try
         {
-            var bytes = new byte[HeaderBytes + entry.CalculateSize()];
+            int length = HeaderBytes + entry.CalculateSize();
+            rented = ArrayPool<byte>.Shared.Rent(length);
+            var bytes = rented.AsSpan(0, length);
             bytes[0] = Format2;
-            BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(5), member);
-            BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(13), request);
-            entry.WriteTo(bytes.AsSpan(HeaderBytes));
-            BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(1), Crc32C.Of(bytes.AsSpan(5)));
-            return bytes;
+            BinaryPrimitives.WriteUInt64LittleEndian(bytes[5..], member);
+            BinaryPrimitives.WriteUInt64LittleEndian(bytes[13..], request);
+            entry.WriteTo(bytes[HeaderBytes..]);
+            BinaryPrimitives.WriteUInt32LittleEndian(bytes[1..], Crc32C.Of(bytes[5..]));
+            return length;
         }
         finally
         {

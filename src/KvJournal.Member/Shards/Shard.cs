@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Security.Cryptography;
 using KvJournal.Journal;
 using KvJournal.Member.Leadership;
@@ -289,17 +290,21 @@ public sealed class Shard
         if (_pending.Register() is not var (id, applied)) return ApplyResult.Fail(_pending.StoppedWith);
         entry.MemberId = _options.MemberId;
         entry.RequestId = id;
-        byte[] bytes = JournalEntryCodec.Encode(entry);
-        if (bytes.Length > _options.MaxRequestBytes)
+        int length = JournalEntryCodec.EncodeRented(entry, out byte[] bytes);
+        if (length > _options.MaxRequestBytes)
         {
+            ArrayPool<byte>.Shared.Return(bytes);
             _pending.Abandon(id);
             return ApplyResult.Fail(EtcdError.RequestTooLarge);
         }
         try
         {
             long started = System.Diagnostics.Stopwatch.GetTimestamp();
-            await _journal.AppendAsync(bytes, cancellationToken).ConfigureAwait(false);
+            await _journal.AppendAsync(bytes.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
             AppendLatency.Observe(System.Diagnostics.Stopwatch.GetElapsedTime(started));
+            // Only once appended: a journal may still hold the bytes of an append that failed or
+            // whose caller gave up (NATS queues them for its publisher), so those are left to the GC.
+            ArrayPool<byte>.Shared.Return(bytes);
         }
         catch (JournalUnavailableException)
         {
