@@ -66,19 +66,17 @@ public sealed class Lessor : ILeaseLookup, IKeyLeaseTracker
     /// <remarks>One pass keeping the earliest <paramref name="max"/> in a heap: cheap under the read lock even with 100,000 due.</remarks>
     public List<long> Expired(long nowUnixMs, int max)
     {
-        // Asked twice a second: nothing is allocated while no lease is due.
-        int due = 0;
-        foreach (var l in _leases.Values)
-            if (l.ExpiresAtUnixMs <= nowUnixMs) due++;
-        if (due == 0) return [];
         // A max-heap on (deadline, id): its top is the latest of the earliest ones kept so far.
-        var kept = new PriorityQueue<long, (long Deadline, long Id)>(Math.Min(due, max) + 1, LatestFirst.Instance);
+        // Made at the first lease due: asked twice a second, this allocates nothing while none is.
+        PriorityQueue<long, (long Deadline, long Id)>? kept = null;
         foreach (var l in _leases.Values)
         {
             if (l.ExpiresAtUnixMs > nowUnixMs) continue;
+            kept ??= new(max + 1, LatestFirst.Instance);
             kept.Enqueue(l.Id, (l.ExpiresAtUnixMs, l.Id));
             if (kept.Count > max) kept.Dequeue();
         }
+        if (kept is null) return [];
         var ids = new long[kept.Count];
         for (int i = ids.Length - 1; i >= 0; i--) ids[i] = kept.Dequeue();
         return [.. ids];

@@ -35,9 +35,6 @@ public static class UnparsableRequests
     /// <summary>A request marshaller whose parse failures are etcd's <c>Internal</c> error for a call of this type.</summary>
     public static Marshaller<T> Requests<T>(Marshaller<T> marshaller, MethodType type) where T : class
     {
-        string prefix = type is MethodType.ClientStreaming or MethodType.DuplexStreaming
-            ? EtcdErrors.UnmarshalStreamMessage
-            : EtcdErrors.UnmarshalRequest;
         var parse = marshaller.ContextualDeserializer;
         return new Marshaller<T>(marshaller.ContextualSerializer, context =>
         {
@@ -47,8 +44,14 @@ public static class UnparsableRequests
             }
             catch (InvalidProtocolBufferException ex)
             {
-                throw new RpcException(new Status(StatusCode.Internal, prefix + ex.Message));
+                throw Refusal(ex, type);
             }
         });
     }
+
+    /// <summary>etcd's <c>Internal</c> error for a request message of a call of this type that did not parse.</summary>
+    public static RpcException Refusal(InvalidProtocolBufferException ex, MethodType type) =>
+        new(new Status(StatusCode.Internal, (type is MethodType.ClientStreaming or MethodType.DuplexStreaming
+            ? EtcdErrors.UnmarshalStreamMessage
+            : EtcdErrors.UnmarshalRequest) + ex.Message));
 }

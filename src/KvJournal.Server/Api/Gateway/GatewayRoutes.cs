@@ -108,6 +108,7 @@ public static class GatewayRoutes
         Func<ShardServer, List<TRequest>, CallerIdentity, GatewayCall, CancellationToken, Task> serve)
         where TRequest : IMessage<TRequest>, new()
     {
+        var router = app.ServiceProvider.GetRequiredService<ShardRouter>();
         app.MapPost(path, async (HttpContext http) =>
         {
             var call = new GatewayCall(http);
@@ -115,7 +116,7 @@ public static class GatewayRoutes
             {
                 // --listen-metrics-urls serve /metrics and /health only, as etcd's do.
                 if (OnMetricsPort(http)) throw new RpcException(new Status(StatusCode.NotFound, "Not Found"));
-                var face = http.RequestServices.GetRequiredService<ShardRouter>().For(http);
+                var face = router.For(http);
                 var requests = await call.ReadRequestsAsync(parser).ConfigureAwait(false);
                 await serve(face, requests, call.Who(face), call, http.RequestAborted).ConfigureAwait(false);
             }

@@ -96,7 +96,7 @@ public sealed class KeepAliveRequests(PipeReader body, int maxMessageBytes, stri
         }
         catch (InvalidProtocolBufferException ex)
         {
-            throw new RpcException(new Status(StatusCode.Internal, EtcdErrors.UnmarshalStreamMessage + ex.Message));
+            throw UnparsableRequests.Refusal(ex, MethodType.DuplexStreaming);
         }
     }
 }

@@ -30,7 +30,8 @@ public sealed class LeaseService(ShardRouter router, ServerOptions options) : Et
     /// </summary>
     public override async Task LeaseKeepAlive(IAsyncStreamReader<LeaseKeepAliveRequest> requestStream, IServerStreamWriter<LeaseKeepAliveResponse> responseStream, ServerCallContext context)
     {
-        var who = Who(context);
+        var face = router.For(context);
+        var who = CallerIdentities.Of(context, face, options.ClientCertAuth);
         var http = context.GetHttpContext();
         var requests = new KeepAliveRequests(http.Request.BodyReader, options.MaxRequestBytes + ServerOptions.GrpcOverheadBytes, http.Request.Headers.GrpcEncoding.ToString());
         var answers = Channel.CreateBounded<Task<LeaseKeepAliveResponse>>(new BoundedChannelOptions(MaxRenewalsInFlight) { SingleReader = true, SingleWriter = true });
@@ -40,7 +41,7 @@ public sealed class LeaseService(ShardRouter router, ServerOptions options) : Et
         try
         {
             while (await requests.NextAsync(failed.Token).ConfigureAwait(false) is { } request)
-                await answers.Writer.WriteAsync(router.For(context).LeaseKeepAliveAsync(request, who, context.CancellationToken), failed.Token).ConfigureAwait(false);
+                await answers.Writer.WriteAsync(face.LeaseKeepAliveAsync(request, who, context.CancellationToken), failed.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (failed.IsCancellationRequested) { }
         finally
