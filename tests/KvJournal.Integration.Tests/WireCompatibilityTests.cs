@@ -261,7 +261,7 @@ public sealed class WireCompatibilityTests
     }
 
     /// <summary>
-    /// Keep-alive requests are read from the request body directly (KeepAliveRequests): a
+    /// Keep-alive requests are read from the request body directly (GrpcMessages): a
     /// gzip-compressed one renews its lease, and one above the receive limit gets the same code and
     /// message as from etcd.
     /// </summary>
@@ -283,11 +283,7 @@ public sealed class WireCompatibilityTests
                 ttl = call.ResponseStream.Current.TTL;
                 await call.RequestStream.CompleteAsync();
             }
-            // An unknown length-delimited field of 3 MiB: past etcd's 1.5 MiB request limit and its 512 KiB of gRPC overhead.
-            const int size = 3 << 20;
-            var oversized = new byte[1 + 4 + size];
-            oversized[0] = 0x7a; // field 15, length-delimited
-            oversized[1] = 0x80; oversized[2] = 0x80; oversized[3] = 0xc0; oversized[4] = 0x01; // varint 3 MiB
+            byte[] oversized = OversizedMessage();
             var raw = Marshallers.Create<byte[]>(b => b, b => b);
             using var huge = target.Channel.CreateCallInvoker().AsyncDuplexStreamingCall(
                 new Method<byte[], byte[]>(MethodType.DuplexStreaming, "etcdserverpb.Lease", "LeaseKeepAlive", raw, raw), null,
@@ -305,6 +301,94 @@ public sealed class WireCompatibilityTests
         }
         Assert.Equal(60, answers[0].Ttl);
         Assert.Equal(answers[0], answers[1]);
+    }
+
+    /// <summary>A request message with an unknown length-delimited field of 3 MiB: past etcd's 1.5 MiB request limit and its 512 KiB of gRPC overhead.</summary>
+    private static byte[] OversizedMessage()
+    {
+        const int size = 3 << 20;
+        var message = new byte[1 + 4 + size];
+        message[0] = 0x7a; // field 15, length-delimited
+        message[1] = 0x80; message[2] = 0x80; message[3] = 0xc0; message[4] = 0x01; // varint 3 MiB
+        return message;
+    }
+
+    /// <summary>
+    /// Unary requests are read from the request body directly (HandBoundGrpc), as keep-alives are:
+    /// a gzip-compressed one is served, and one above the receive limit gets the same code and
+    /// message as from etcd.
+    /// </summary>
+    [Fact]
+    public async Task CompressedAndOversizedUnaryRequestsAreAnsweredAsByEtcd()
+    {
+        var answers = new List<(string Value, StatusCode Code, string Detail)>();
+        foreach (string server in new[] { "etcd", "kvjournal" })
+        {
+            await using var target = await StartAsync(server);
+            var gzip = new Metadata { { "grpc-internal-encoding-request", "gzip" } };
+            await target.Kv.PutAsync(new PutRequest { Key = B("zipped"), Value = B(new string('z', 4096)) }, gzip, DateTime.UtcNow.AddSeconds(10));
+            var got = await target.Kv.RangeAsync(new RangeRequest { Key = B("zipped") }, gzip, DateTime.UtcNow.AddSeconds(10));
+            byte[] oversized = OversizedMessage();
+            var raw = Marshallers.Create<byte[]>(b => b, b => b);
+            var refused = await Assert.ThrowsAsync<RpcException>(() => target.Channel.CreateCallInvoker().AsyncUnaryCall(
+                new Method<byte[], byte[]>(MethodType.Unary, "etcdserverpb.KV", "Range", raw, raw), null,
+                new CallOptions(deadline: DateTime.UtcNow.AddSeconds(10)), oversized).ResponseAsync);
+            answers.Add((Assert.Single(got.Kvs).Value.ToStringUtf8(), refused.StatusCode, refused.Status.Detail));
+        }
+        Assert.Equal(new string('z', 4096), answers[0].Value);
+        Assert.Equal(StatusCode.ResourceExhausted, answers[0].Code);
+        Assert.Equal(answers[0], answers[1]);
+    }
+
+    /// <summary>
+    /// A call's grpc-timeout bounds its work on the server, not only the client's wait: a lock
+    /// request queued behind a holder ends with DeadlineExceeded once the timeout passes and leaves
+    /// no waiter behind (after the holder unlocks, the next lock is granted at once). The call is
+    /// sent with HttpClient, which does not enforce the deadline itself, so only the server can end it.
+    /// </summary>
+    [Theory]
+    [InlineData("etcd")]
+    [InlineData("kvjournal")]
+    public async Task AGrpcTimeoutEndsAWaitingCallOnTheServer(string server)
+    {
+        await using var target = await StartAsync(server);
+        var leases = new Lease.LeaseClient(target.Channel);
+        var locks = new V3lockpb.Lock.LockClient(target.Channel);
+        long holder = (await leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = 60 })).ID;
+        long waiter = (await leases.LeaseGrantAsync(new LeaseGrantRequest { TTL = 60 })).ID;
+        var held = await locks.LockAsync(new V3lockpb.LockRequest { Name = B("timed"), Lease = holder }, deadline: DateTime.UtcNow.AddSeconds(10));
+
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        byte[] message = new V3lockpb.LockRequest { Name = B("timed"), Lease = waiter }.ToByteArray();
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"http://{target.Endpoint}/v3lockpb.Lock/Lock")
+        {
+            // HTTP/2 with prior knowledge, as gRPC clients speak to an http:// endpoint.
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            Content = new ByteArrayContent([0, .. BigEndian(message.Length), .. message]),
+        };
+        request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/grpc");
+        request.Headers.TryAddWithoutValidation("grpc-timeout", "1S");
+        request.Headers.TryAddWithoutValidation("te", "trailers");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        string status;
+        try
+        {
+            using var response = await http.SendAsync(request);
+            await response.Content.ReadAsByteArrayAsync();
+            // In the trailers, or in the headers of a trailers-only response.
+            status = (response.TrailingHeaders.TryGetValues("grpc-status", out var t) ? t : response.Headers.GetValues("grpc-status")).Single();
+        }
+        catch (HttpRequestException ex) when (ex.InnerException is HttpProtocolException { ErrorCode: 0x8 })
+        {
+            status = "reset"; // grpc-go (etcd) may reset the stream with CANCEL at the deadline instead
+        }
+        Assert.Contains(status, server == "etcd" ? new[] { "4", "reset" } : new[] { "4" }); // 4: DeadlineExceeded
+        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(0.9), TimeSpan.FromSeconds(15));
+
+        await locks.UnlockAsync(new V3lockpb.UnlockRequest { Key = held.Key }, deadline: DateTime.UtcNow.AddSeconds(10));
+        var next = await locks.LockAsync(new V3lockpb.LockRequest { Name = B("timed"), Lease = waiter }, deadline: DateTime.UtcNow.AddSeconds(5));
+        Assert.StartsWith("timed/", next.Key.ToStringUtf8());
     }
 
     /// <summary>

@@ -7,14 +7,11 @@ using KvJournal.Member.Compaction;
 using KvJournal.Member.Face;
 using KvJournal.Member.Mirror;
 using KvJournal.Member.Shards;
-using KvJournal.Server.Api.Auth;
-using KvJournal.Server.Api.Cluster;
 using KvJournal.Server.Api.Concurrency;
 using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Api.Gateway;
+using KvJournal.Server.Api.Grpc;
 using KvJournal.Server.Api.Http;
-using KvJournal.Server.Api.Kv;
-using KvJournal.Server.Api.Lease;
 using KvJournal.Server.Api.Maintenance;
 using KvJournal.Server.Api.Mirror;
 using KvJournal.Server.Api.Watch;
@@ -111,16 +108,12 @@ public sealed class KvJournalServer : IAsyncDisposable
         builder.Services.AddSingleton(_options);
         builder.Services.AddSingleton(router);
         builder.Services.AddSingleton<GrpcMetrics>();
+        builder.Services.AddSingleton<HandBoundGrpc>();
         // Stateless, so registered once: gRPC takes the interceptor and the services from here
         // instead of constructing them per call (a service asks the router for the call's shard).
         builder.Services.AddSingleton<EtcdCallInterceptor>();
-        builder.Services.AddSingleton<KvService>();
         builder.Services.AddSingleton<WatchService>();
-        builder.Services.AddSingleton<LeaseService>();
-        builder.Services.AddSingleton<ClusterService>();
         builder.Services.AddSingleton<MaintenanceService>();
-        builder.Services.AddSingleton<AuthService>();
-        builder.Services.AddSingleton<LockService>();
         builder.Services.AddSingleton<ElectionService>();
         builder.Services.AddGrpc(o =>
         {
@@ -132,13 +125,12 @@ public sealed class KvJournalServer : IAsyncDisposable
         });
 
         _app = builder.Build();
-        _app.MapGrpcService<KvService>();
+        // Unary calls and keep-alives are served ahead of routing (HandBoundGrpc); Grpc.AspNetCore
+        // serves the long-lived streams.
+        _app.Use(_app.Services.GetRequiredService<HandBoundGrpc>().Middleware);
+        _app.UseRouting();
         _app.MapGrpcService<WatchService>();
-        _app.MapGrpcService<LeaseService>();
-        _app.MapGrpcService<ClusterService>();
         _app.MapGrpcService<MaintenanceService>();
-        _app.MapGrpcService<AuthService>();
-        _app.MapGrpcService<LockService>();
         _app.MapGrpcService<ElectionService>();
         HttpEndpoints.Map(_app);
         if (_follower is not null) MirrorEndpoint.Map(_app, _follower);

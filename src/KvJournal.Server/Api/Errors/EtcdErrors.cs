@@ -1,5 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
 using Grpc.Core;
+using KvJournal.Journal;
 using KvJournal.Storage.Apply;
 
 namespace KvJournal.Server.Api.Errors;
@@ -10,6 +11,19 @@ public static class EtcdErrors
     public static Status ToStatus(EtcdError error) => ToStatus(EtcdErrorTable.Describe(error));
 
     public static Status ToStatus(EtcdStatus status) => new((StatusCode)status.Code, status.Message);
+
+    /// <summary>
+    /// The status a call that threw <paramref name="ex"/> ends with: the face's errors through the
+    /// one table (a journal that could not be reached is etcd's unavailable error), an
+    /// <see cref="RpcException"/>'s own status; null for anything else (the caller decides).
+    /// </summary>
+    public static Status? StatusOf(Exception ex) => ex switch
+    {
+        EtcdException etcd => ToStatus(etcd.Status),
+        JournalUnavailableException => ToStatus(EtcdError.JournalUnavailable),
+        RpcException rpc => rpc.Status,
+        _ => null,
+    };
 
     [DoesNotReturn]
     public static void Throw(EtcdError error) => throw new RpcException(ToStatus(error));

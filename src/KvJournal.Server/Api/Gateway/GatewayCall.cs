@@ -134,7 +134,7 @@ internal sealed class GatewayCall(HttpContext http)
     /// </summary>
     public async Task WriteErrorAsync(Exception ex)
     {
-        var status = ex is RpcException rpc ? rpc.Status : EtcdCallInterceptor.ToStatus(ex) ?? new Status(StatusCode.Internal, ex.Message);
+        var status = EtcdErrors.StatusOf(ex) ?? new Status(StatusCode.Internal, ex.Message);
         int httpStatus = HttpStatusOf(status.StatusCode);
         if (!http.Response.HasStarted)
         {

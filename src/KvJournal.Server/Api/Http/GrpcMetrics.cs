@@ -12,33 +12,51 @@ namespace KvJournal.Server.Api.Http;
 public sealed class GrpcMetrics
 {
     // Keyed by the full method name as the call carries it: split into service and method only
-    // when /metrics is read, not on every call.
-    private readonly ConcurrentDictionary<(string Type, string FullMethod), long[]> _started = new();
-    private readonly ConcurrentDictionary<(string Type, string FullMethod, StatusCode Code), long[]> _handled = new();
+    // when /metrics is read. The hand-bound methods hold their counters from the start; the calls
+    // Grpc.AspNetCore serves (long-lived streams) look theirs up per call.
+    private readonly ConcurrentDictionary<(string Type, string FullMethod), MethodCounters> _methods = new();
 
-    internal void Started(string type, string fullMethod) =>
-        Interlocked.Increment(ref _started.GetOrAdd((type, fullMethod), static _ => new long[1])[0]);
-
-    internal void Handled(string type, string fullMethod, StatusCode code) =>
-        Interlocked.Increment(ref _handled.GetOrAdd((type, fullMethod, code), static _ => new long[1])[0]);
+    /// <summary>The counters of one method ("unary", "/etcdserverpb.KV/Range"); made on first use.</summary>
+    public MethodCounters For(string type, string fullMethod) => _methods.GetOrAdd((type, fullMethod), static _ => new MethodCounters());
 
     /// <summary>How long unary calls take to serve, all methods together.</summary>
     internal KvJournal.Member.Metrics.LatencyHistogram UnaryLatency { get; } = new();
 
+    /// <summary>One method's calls started, and ended by status code.</summary>
+    public sealed class MethodCounters
+    {
+        private long _started;
+        private readonly long[] _handled = new long[(int)StatusCode.Unauthenticated + 1];
+
+        public void Started() => Interlocked.Increment(ref _started);
+
+        public void Handled(StatusCode code) => Interlocked.Increment(ref _handled[(int)code]);
+
+        internal long StartedCount => Interlocked.Read(ref _started);
+
+        internal long HandledCount(StatusCode code) => Interlocked.Read(ref _handled[(int)code]);
+    }
+
     public void WriteTo(StringBuilder text)
     {
         UnaryLatency.WriteTo(text, "grpc_server_handling_seconds", "Time to serve a unary call, from its request to its response (all methods).");
+        // A method is listed once it was called, and a code once a call ended with it.
+        var called = _methods.Where(m => m.Value.StartedCount > 0).OrderBy(m => m.Key).ToList();
         text.Append("# HELP grpc_server_started_total Total number of RPCs started on the server.\n# TYPE grpc_server_started_total counter\n");
-        foreach (var (k, v) in _started.OrderBy(e => e.Key))
+        foreach (var (k, v) in called)
         {
             var (service, method) = Split(k.FullMethod);
-            text.Append(CultureInfo.InvariantCulture, $"grpc_server_started_total{{grpc_method=\"{method}\",grpc_service=\"{service}\",grpc_type=\"{k.Type}\"}} {Interlocked.Read(ref v[0])}\n");
+            text.Append(CultureInfo.InvariantCulture, $"grpc_server_started_total{{grpc_method=\"{method}\",grpc_service=\"{service}\",grpc_type=\"{k.Type}\"}} {v.StartedCount}\n");
         }
         text.Append("# HELP grpc_server_handled_total Total number of RPCs completed on the server, regardless of success or failure.\n# TYPE grpc_server_handled_total counter\n");
-        foreach (var (k, v) in _handled.OrderBy(e => e.Key))
+        foreach (var (k, v) in called)
         {
             var (service, method) = Split(k.FullMethod);
-            text.Append(CultureInfo.InvariantCulture, $"grpc_server_handled_total{{grpc_code=\"{k.Code}\",grpc_method=\"{method}\",grpc_service=\"{service}\",grpc_type=\"{k.Type}\"}} {Interlocked.Read(ref v[0])}\n");
+            for (var code = StatusCode.OK; code <= StatusCode.Unauthenticated; code++)
+            {
+                if (v.HandledCount(code) is var n and > 0)
+                    text.Append(CultureInfo.InvariantCulture, $"grpc_server_handled_total{{grpc_code=\"{code}\",grpc_method=\"{method}\",grpc_service=\"{service}\",grpc_type=\"{k.Type}\"}} {n}\n");
+            }
         }
     }
 

@@ -1,6 +1,5 @@
 using Etcdserverpb;
 using Grpc.Core;
-using KvJournal.Member.Face;
 using KvJournal.Protos.Wire;
 using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Hosting;
@@ -12,10 +11,13 @@ public sealed class WatchService(ShardRouter router, ServerOptions options) : Wa
 {
     private static readonly WriteOptions Buffered = new(WriteFlags.BufferHint);
 
-    public override Task Watch(IAsyncStreamReader<WatchRequest> requestStream, IServerStreamWriter<WatchResponseFrame> responseStream, ServerCallContext context) =>
-        router.For(context).WatchAsync(requestStream.ReadAllAsync(context.CancellationToken), CallerIdentities.Of(context, router.For(context), options.ClientCertAuth),
+    public override Task Watch(IAsyncStreamReader<WatchRequest> requestStream, IServerStreamWriter<WatchResponseFrame> responseStream, ServerCallContext context)
+    {
+        var face = router.For(context);
+        var http = context.GetHttpContext();
+        return face.WatchAsync(requestStream.ReadAllAsync(context.CancellationToken), CallMetadata.Who(http, face, options.ClientCertAuth),
             // Metadata etcd clients add with WithRequireLeader (kube-apiserver always does).
-            EtcdCallInterceptor.RequiresLeader(context),
+            CallMetadata.RequiresLeader(http.Request),
             (frame, more, ct) =>
             {
                 // Flush only when the queue is drained, so a burst leaves in few network writes.
@@ -23,4 +25,5 @@ public sealed class WatchService(ShardRouter router, ServerOptions options) : Wa
                 return responseStream.WriteAsync(frame, ct);
             },
             context.CancellationToken);
+    }
 }

@@ -2,28 +2,33 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Compression;
 using System.IO.Pipelines;
-using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Core;
 using KvJournal.Server.Api.Errors;
+using Microsoft.AspNetCore.Http;
 
-namespace KvJournal.Server.Api.Lease;
+namespace KvJournal.Server.Api.Grpc;
 
 /// <summary>
-/// LeaseKeepAlive's request messages read from the request body pipe itself, in gRPC's framing
-/// (a compressed flag, a 4-byte big-endian length, the message), instead of through
-/// Grpc.AspNetCore's stream reader. etcd's KeepAliveOnce, and its benchmark, open a stream per
-/// renewal and reset it after the answer; Kestrel reports that reset as an exception from the
-/// pending read, and through the stream reader it was rethrown by every async frame above it.
-/// Here it is caught where it is thrown, once per stream.
+/// gRPC's message framing on a call's HTTP/2 body: a compressed flag, a 4-byte big-endian length,
+/// the message. Requests are read from the request body pipe itself: a client that resets the
+/// stream (etcd's KeepAliveOnce does after every answer) fails the pending read once, caught here.
+/// Errors are grpc-go's (etcd's) codes and texts.
 /// </summary>
-public sealed class KeepAliveRequests(PipeReader body, int maxMessageBytes, string? encoding)
+public static class GrpcMessages
 {
     private const int HeaderBytes = 5;
 
-    /// <summary>The next request, or null once the client ended or reset the stream.</summary>
-    public async ValueTask<LeaseKeepAliveRequest?> NextAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// The next request message of the call, or null once the client ended or reset the stream.
+    /// A message over <paramref name="maxMessageBytes"/>, compressed other than with gzip, or that
+    /// does not parse fails the call with etcd's status (<paramref name="type"/> picks the text for
+    /// a message that does not parse).
+    /// </summary>
+    public static async ValueTask<T?> ReadAsync<T>(HttpRequest request, MessageParser<T> parser, int maxMessageBytes, MethodType type, CancellationToken cancellationToken)
+        where T : class, IMessage<T>
     {
+        var body = request.BodyReader;
         while (true)
         {
             ReadResult read;
@@ -36,10 +41,10 @@ public sealed class KeepAliveRequests(PipeReader body, int maxMessageBytes, stri
                 return null; // the client reset the stream, or the call ended
             }
             var buffer = read.Buffer;
-            if (TryTakeMessage(ref buffer, out var request))
+            if (TryTake(ref buffer, parser, maxMessageBytes, type, request, out var message))
             {
                 body.AdvanceTo(buffer.Start);
-                return request;
+                return message;
             }
             if (read.IsCompleted || read.IsCanceled)
             {
@@ -52,9 +57,10 @@ public sealed class KeepAliveRequests(PipeReader body, int maxMessageBytes, stri
         }
     }
 
-    private bool TryTakeMessage(ref ReadOnlySequence<byte> buffer, out LeaseKeepAliveRequest? request)
+    private static bool TryTake<T>(ref ReadOnlySequence<byte> buffer, MessageParser<T> parser, int maxMessageBytes, MethodType type, HttpRequest request, out T? message)
+        where T : class, IMessage<T>
     {
-        request = null;
+        message = null;
         if (buffer.Length < HeaderBytes) return false;
         Span<byte> header = stackalloc byte[HeaderBytes];
         buffer.Slice(0, HeaderBytes).CopyTo(header);
@@ -62,14 +68,15 @@ public sealed class KeepAliveRequests(PipeReader body, int maxMessageBytes, stri
         if (length > maxMessageBytes)
             throw new RpcException(new Status(StatusCode.ResourceExhausted, $"grpc: received message larger than max ({length} vs. {maxMessageBytes})"));
         if (buffer.Length < HeaderBytes + length) return false;
-        var message = buffer.Slice(HeaderBytes, length);
-        request = Parse(header[0] == 0 ? message : Decompress(header[0], message));
-        buffer = buffer.Slice(message.End);
+        var bytes = buffer.Slice(HeaderBytes, length);
+        message = Parse(parser, header[0] == 0 ? bytes : Decompress(header[0], bytes, request, maxMessageBytes), type);
+        buffer = buffer.Slice(bytes.End);
         return true;
     }
 
-    private ReadOnlySequence<byte> Decompress(byte flag, ReadOnlySequence<byte> message)
+    private static ReadOnlySequence<byte> Decompress(byte flag, ReadOnlySequence<byte> message, HttpRequest request, int maxMessageBytes)
     {
+        string encoding = request.Headers.GrpcEncoding.ToString();
         if (flag != 1 || encoding != "gzip")
             throw new RpcException(new Status(StatusCode.Internal, $"grpc: compressed flag set with grpc-encoding \"{encoding}\", which is not gzip"));
         using var compressed = new MemoryStream(message.ToArray());
@@ -88,15 +95,26 @@ public sealed class KeepAliveRequests(PipeReader body, int maxMessageBytes, stri
         return new ReadOnlySequence<byte>(plain.ToArray());
     }
 
-    private static LeaseKeepAliveRequest Parse(ReadOnlySequence<byte> message)
+    private static T Parse<T>(MessageParser<T> parser, ReadOnlySequence<byte> message, MethodType type) where T : IMessage<T>
     {
         try
         {
-            return LeaseKeepAliveRequest.Parser.ParseFrom(message);
+            return parser.ParseFrom(message);
         }
         catch (InvalidProtocolBufferException ex)
         {
-            throw UnparsableRequests.Refusal(ex, MethodType.DuplexStreaming);
+            throw UnparsableRequests.Refusal(ex, type);
         }
+    }
+
+    /// <summary>Writes one response message, uncompressed, into <paramref name="writer"/> (not flushed).</summary>
+    public static void Write(PipeWriter writer, IMessage message)
+    {
+        int size = message.CalculateSize();
+        var span = writer.GetSpan(HeaderBytes + size);
+        span[0] = 0;
+        BinaryPrimitives.WriteUInt32BigEndian(span[1..], (uint)size);
+        message.WriteTo(span.Slice(HeaderBytes, size));
+        writer.Advance(HeaderBytes + size);
     }
 }
