@@ -51,39 +51,87 @@ public static class LeaseKeepAliveBenchmark
         Console.WriteLine($"server CPU per renewal, clientv3 shape: etcd {etcdShared.CpuMicros:F1} µs, kvjournal {kvjShared.CpuMicros:F1} µs, ratio {kvjShared.CpuMicros / etcdShared.CpuMicros:F2}");
     }
 
-    // Each stream carries leases / streams leases, all in flight: a lease's next keep-alive goes out when its answer arrives.
+    // The clientv3 shape against a server this harness started, with the server's CPU per renewal.
     private static async Task<(double Rate, double CpuMicros)> SharedStreamsAsync(string name, ServerProcess server, int streams, int leases, int seconds)
     {
-        using var channel = GrpcChannel.ForAddress($"http://{server.Endpoint}");
+        var cpu = server.CpuTime();
+        var run = await SharedStreamsAsync(server.Endpoint, streams, leases, seconds);
+        double cpuMicros = (server.CpuTime() - cpu).TotalMicroseconds / Math.Max(1, run.Answered);
+        Console.WriteLine($"{name}: {leases} leases over {streams} streams, {run.Rate:F0} keep-alives/s, {cpuMicros:F1} µs server CPU each");
+        return (run.Rate, cpuMicros);
+    }
+
+    /// <summary>Renewals answered in a run of the clientv3 shape, how long it took, and each renewal's round trip.</summary>
+    public sealed record SharedStreamsRun(long Answered, TimeSpan Elapsed, double[] LatencySeconds)
+    {
+        public double Rate => Answered / Elapsed.TotalSeconds;
+    }
+
+    /// <summary>
+    /// etcd clientv3's KeepAlive shape against <paramref name="endpoint"/>: <paramref name="leases"/>
+    /// leases granted, then carried by <paramref name="streams"/> long-lived streams, each renewal
+    /// in flight at once and a lease renewed again as soon as its answer came, for
+    /// <paramref name="seconds"/>. The leases are granted before the clock starts.
+    /// </summary>
+    public static async Task<SharedStreamsRun> SharedStreamsAsync(string endpoint, int streams, int leases, int seconds)
+    {
+        using var channel = GrpcChannel.ForAddress($"http://{endpoint}");
         var client = new Lease.LeaseClient(channel);
         var ids = new long[leases];
         for (int i = 0; i < leases; i++) ids[i] = (await client.LeaseGrantAsync(new LeaseGrantRequest { TTL = 600 })).ID;
-        long answered = 0;
-        var cpu = server.CpuTime();
+        var latencies = new List<double>[streams];
         var clock = Stopwatch.StartNew();
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
         await Task.WhenAll(Enumerable.Range(0, streams).Select(s => Task.Run(async () =>
         {
-            using var call = client.LeaseKeepAlive();
             var mine = ids.Where((_, i) => i % streams == s).ToArray();
-            foreach (long id in mine) await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = id });
+            var sent = new Dictionary<long, long>(mine.Length); // lease -> when its renewal went out
+            var taken = latencies[s] = new List<double>(1 << 16);
+            using var call = client.LeaseKeepAlive();
+            foreach (long id in mine)
+            {
+                sent[id] = Stopwatch.GetTimestamp();
+                await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = id });
+            }
             int inFlight = mine.Length;
             // Once the time is up no lease is renewed again; the stream ends when every answer is in.
             while (inFlight > 0 && await call.ResponseStream.MoveNext(CancellationToken.None))
             {
-                Interlocked.Increment(ref answered);
+                long id = call.ResponseStream.Current.ID;
+                taken.Add(Stopwatch.GetElapsedTime(sent[id]).TotalSeconds);
                 inFlight--;
                 if (stop.IsCancellationRequested) continue;
-                await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = call.ResponseStream.Current.ID });
+                sent[id] = Stopwatch.GetTimestamp();
+                await call.RequestStream.WriteAsync(new LeaseKeepAliveRequest { ID = id });
                 inFlight++;
             }
             await call.RequestStream.CompleteAsync();
         })));
-        double elapsed = clock.Elapsed.TotalSeconds;
-        double cpuMicros = (server.CpuTime() - cpu).TotalMicroseconds / Math.Max(1, answered);
-        double rate = answered / elapsed;
-        Console.WriteLine($"{name}: {leases} leases over {streams} streams, {rate:F0} keep-alives/s, {cpuMicros:F1} µs server CPU each");
-        return (rate, cpuMicros);
+        var all = latencies.SelectMany(l => l).ToArray();
+        return new SharedStreamsRun(all.Length, clock.Elapsed, all);
+    }
+
+    /// <summary>
+    /// The clientv3 shape as one workload of bench/compare.sh, against 127.0.0.1:--port, its report
+    /// in the lines etcd's benchmark tool prints (Total, Average, Requests/sec, 99% in), so the
+    /// script reads both tools' reports alike.
+    /// </summary>
+    public static async Task RunStreamsClientAsync(HarnessArgs args)
+    {
+        int port = args.Get("port", 0);
+        if (port <= 0) throw new ArgumentException("lease-streams needs --port N (a server on 127.0.0.1)");
+        var run = await SharedStreamsAsync($"127.0.0.1:{port}", args.Get("streams", 10), args.Get("leases", 1000), args.Get("seconds", 5));
+        Array.Sort(run.LatencySeconds);
+        double average = run.LatencySeconds.Length > 0 ? run.LatencySeconds.Average() : 0;
+        double p99 = run.LatencySeconds.Length > 0 ? run.LatencySeconds[(int)Math.Min(run.LatencySeconds.Length - 1, run.LatencySeconds.Length * 0.99)] : 0;
+        var invariant = System.Globalization.CultureInfo.InvariantCulture;
+        Console.WriteLine("Summary:");
+        Console.WriteLine(string.Format(invariant, "  Total:\t{0:F4} secs.", run.Elapsed.TotalSeconds));
+        Console.WriteLine(string.Format(invariant, "  Average:\t{0:F4} secs.", average));
+        Console.WriteLine(string.Format(invariant, "  Requests/sec:\t{0:F4}", run.Rate));
+        Console.WriteLine();
+        Console.WriteLine("Latency distribution:");
+        Console.WriteLine(string.Format(invariant, "  99% in {0:F4} secs.", p99));
     }
 
     private static async Task<double> MeasureAsync(string name, ServerProcess server, int clients, int seconds)

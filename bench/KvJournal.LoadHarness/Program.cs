@@ -1,6 +1,6 @@
 using KvJournal.LoadHarness;
 
-// Usage: dotnet run -c Release --project bench/KvJournal.LoadHarness -- watch|lease|defrag|shards|snapshot|compaction|failover|list|cluster|keyspace [--name N ...] (see bench/README.md)
+// Usage: dotnet run -c Release --project bench/KvJournal.LoadHarness -- watch|lease|lease-streams|defrag|shards|snapshot|compaction|failover|list|cluster|keyspace [--name N ...] (see bench/README.md)
 var command = args.Length > 0 ? args[0] : "";
 // The list benchmark's writer, started by the harness itself as a separate process.
 if (command == "list-writer") return await ListWhileWritingBenchmark.RunWriterAsync(args[1]);
@@ -12,6 +12,9 @@ switch (command)
         return 0;
     case "lease":
         await LeaseKeepAliveBenchmark.RunAsync(options);
+        return 0;
+    case "lease-streams":
+        await LeaseKeepAliveBenchmark.RunStreamsClientAsync(options);
         return 0;
     case "defrag":
         await DefragBenchmark.RunAsync(options);
@@ -40,6 +43,7 @@ switch (command)
     default:
         Console.Error.WriteLine("usage: KvJournal.LoadHarness watch [--watchers 50000] [--fanout 1000] [--events 2000]");
         Console.Error.WriteLine("       KvJournal.LoadHarness lease [--clients 1000] [--seconds 5]");
+        Console.Error.WriteLine("       KvJournal.LoadHarness lease-streams --port N [--streams 10] [--leases 1000] [--seconds 5]   (a client only: bench/compare.sh)");
         Console.Error.WriteLine("       KvJournal.LoadHarness defrag [--keys 50000] [--seconds 4]");
         Console.Error.WriteLine("       KvJournal.LoadHarness shards [--quota-mib 16] [--seconds 5]");
         Console.Error.WriteLine("       KvJournal.LoadHarness snapshot [--keys 1000000] [--seconds 20]");
