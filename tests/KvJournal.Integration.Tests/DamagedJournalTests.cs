@@ -62,6 +62,18 @@ public sealed class DamagedJournalTests(DamagedJournalTests.AcknowledgedJournal 
         }
     }
 
+    /// <summary>
+    /// Where the log's writes end: FasterLog writes whole 512-byte sectors, and past the last one
+    /// the file holds the zeros the journal writes ahead of its tail (ZeroedRunway). Damage is
+    /// placed relative to this end, as it was to the file's length before the runway.
+    /// </summary>
+    private static long WrittenEnd(string log)
+    {
+        byte[] bytes = File.ReadAllBytes(log);
+        int last = bytes.AsSpan().LastIndexOfAnyExcept((byte)0);
+        return (last + 1 + 511) & ~511L;
+    }
+
     private static string[] Member(string dataDir, params string[] extra) => KvJournalProcess.MemberArgs(Ports.Free(), dataDir, extra);
 
     // Started on a damaged copy: either it refuses (exit 1, naming the log file), or it serves
@@ -100,7 +112,9 @@ public sealed class DamagedJournalTests(DamagedJournalTests.AcknowledgedJournal 
     [Fact]
     public async Task FlippedBytesAreRefusedNamingTheFileAndNeverServedAsWrongValues()
     {
-        long length = new FileInfo(journal.Copy().Log).Length;
+        var (sample, sampleLog) = journal.Copy();
+        long length = WrittenEnd(sampleLog);
+        Paths.DeleteDir(sample);
         int refused = 0;
         var random = new Random(18);
         for (int i = 1; i <= 8; i++)
@@ -128,7 +142,8 @@ public sealed class DamagedJournalTests(DamagedJournalTests.AcknowledgedJournal 
     public async Task ATruncatedLogIsRefusedAtOnceAndStartUpNeverHangs(int cut, bool entriesCut)
     {
         var (dir, log) = journal.Copy();
-        using (var file = File.OpenWrite(log)) file.SetLength(cut > 0 ? file.Length - cut : file.Length / -cut);
+        long end = WrittenEnd(log);
+        using (var file = File.OpenWrite(log)) file.SetLength(cut > 0 ? end - cut : end / -cut);
         if (entriesCut)
         {
             var (exitCode, output) = await KvJournalProcess.RunToExitAsync(StartLimit, Member(dir));
@@ -149,9 +164,10 @@ public sealed class DamagedJournalTests(DamagedJournalTests.AcknowledgedJournal 
     public async Task AZeroedTailIsRefusedUntilTheOperatorAcceptsTheLossOnce()
     {
         var (dir, log) = journal.Copy();
+        long end = WrittenEnd(log);
         using (var file = File.OpenWrite(log))
         {
-            file.Position = file.Length - 20 * 1024;
+            file.Position = end - 20 * 1024;
             file.Write(new byte[20 * 1024]);
         }
         var (exitCode, output) = await KvJournalProcess.RunToExitAsync(StartLimit, Member(dir));

@@ -51,6 +51,57 @@ public sealed class FasterLogJournalTests : IDisposable
     }
 
     /// <summary>
+    /// The log's file is kept written with zeros ahead of its tail (ZeroedRunway), and zeros never
+    /// land on an entry: eight writers append 48 MiB of entries from 1 byte to the largest the
+    /// journal takes, so entries skip to the next page, against a runway of two 64 KiB chunks that
+    /// they keep catching up with while a chunk is being written; every entry reads back whole,
+    /// before and after the log is reopened, and past the last one the file holds zeros.
+    /// </summary>
+    [Fact]
+    public async Task ZerosWrittenAheadOfTheTailNeverReachAnEntry()
+    {
+        const int maxEntry = 256 * 1024;
+        const long total = 48L << 20;
+        var appended = new System.Collections.Concurrent.ConcurrentDictionary<long, byte[]>();
+        await using (var journal = new FasterLogJournal(_dir, maxEntry, new ZeroedRunway.Shape(64 * 1024, 2)))
+        {
+            long written = 0;
+            await Task.WhenAll(Enumerable.Range(0, 8).Select(w => Task.Run(async () =>
+            {
+                var random = new Random(w);
+                while (Interlocked.Read(ref written) < total)
+                {
+                    var entry = new byte[random.Next(8) == 0 ? maxEntry : random.Next(1, maxEntry / 4)];
+                    random.NextBytes(entry);
+                    appended[await journal.AppendAsync(entry)] = entry;
+                    Interlocked.Add(ref written, entry.Length);
+                }
+            })));
+            await AssertEntriesAsync(journal, appended);
+        }
+        string log = Path.Combine(_dir, "fasterlog.log.0");
+        byte[] file = await File.ReadAllBytesAsync(log);
+        int end = file.AsSpan().LastIndexOfAnyExcept((byte)0) + 1;
+        if (new DriveInfo(_dir).DriveFormat is not ("tmpfs" or "ramfs"))
+            Assert.True(file.Length - end >= 64 * 1024, $"{file.Length - end} bytes of zeros past the last entry, at {end}");
+        await using var reopened = new FasterLogJournal(_dir, maxEntry);
+        await AssertEntriesAsync(reopened, appended);
+    }
+
+    private static async Task AssertEntriesAsync(IJournal journal, IReadOnlyDictionary<long, byte[]> appended)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        int read = 0;
+        await foreach (var record in journal.ReadAsync(-1, cts.Token))
+        {
+            Assert.True(appended.TryGetValue(record.Position, out var entry), $"an entry at {record.Position} that was never appended");
+            Assert.True(entry.AsSpan().SequenceEqual(record.Data.Span), $"the entry at {record.Position} differs from what was appended");
+            if (++read == appended.Count) break;
+        }
+        Assert.Equal(appended.Count, read);
+    }
+
+    /// <summary>
     /// Large entries from many writers fill FasterLog's two tail pages again and again: an append
     /// that waits for room while holding the append lock must not keep the commit loop (whose
     /// flush makes that room) from completing its waiters. It did: the cluster load harness hung a

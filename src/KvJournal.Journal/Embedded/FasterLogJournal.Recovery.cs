@@ -50,7 +50,7 @@ public sealed partial class FasterLogJournal
     private void CheckFilesHold(long position)
     {
         string file = SegmentFile(position);
-        long needed = OffsetInSegment(position) + 1;
+        long needed = LogInstance.OffsetInSegment(_maxEntryBytes, position) + 1;
         long length = File.Exists(file) ? new FileInfo(file).Length : 0;
         if (length < needed)
             Damaged(position, $"{file} is {length} bytes, but an entry at offset {needed - 1} was acknowledged durable: the file was truncated or lost");
@@ -84,15 +84,32 @@ public sealed partial class FasterLogJournal
         return (last, sequence);
     }
 
+    // Bytes past the last commit other than the zeros written ahead of the tail (ZeroedRunway) are
+    // a write cut short: said once at open.
     private void LogUncommittedTail(long committed)
     {
         string file = SegmentFile(committed);
         if (!File.Exists(file)) return;
-        long end = OffsetInSegment(committed);
-        long past = new FileInfo(file).Length - ((end + 4095) & ~4095L);
+        long end = (LogInstance.OffsetInSegment(_maxEntryBytes, committed) + 4095) & ~4095L;
+        long past = LastNonZeroByte(file, end) - end + 1;
         if (past > 0 && _logger.IsEnabled(LogLevel.Warning))
             _logger.LogWarning("journal: {Bytes} bytes after the last commit at {Position} were never committed (a write cut short by a crash or a failed commit); they are ignored and will be overwritten",
                 past, Describe(committed));
+    }
+
+    // The offset of the last byte of the file at or after `from` that is not zero (from - 1 when there is none).
+    private static long LastNonZeroByte(string file, long from)
+    {
+        using var handle = File.OpenHandle(file);
+        long last = from - 1;
+        var buffer = new byte[1 << 16];
+        for (long at = from; ; at += buffer.Length)
+        {
+            int n = RandomAccess.Read(handle, buffer, at);
+            if (n <= 0) return last;
+            int i = buffer.AsSpan(0, n).LastIndexOfAnyExcept((byte)0);
+            if (i >= 0) last = at + i;
+        }
     }
 
     // FasterLog throws a bare exception for a record it cannot read (a bad length, a failed

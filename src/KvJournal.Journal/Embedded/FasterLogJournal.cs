@@ -19,7 +19,8 @@ namespace KvJournal.Journal.Embedded;
 /// queue up and the next commit covers all of them (group commit), so the cost of a flush is
 /// shared by every writer that arrived during the previous one. An append completes only after the
 /// commit that covers it has reached the device (the device writes through, O_DSYNC). A commit
-/// is one write: the commit record goes into the log's tail page with the entries (fast commit).
+/// is one write: the commit record goes into the log's tail page with the entries (fast commit),
+/// into file space zeroed ahead of the tail (<see cref="ZeroedRunway"/>).
 /// Position = the entry's FasterLog logical address. Snapshots are files beside the log
 /// (directory/snapshots); storing one trims the log below the oldest snapshot kept.
 /// <para>
@@ -44,6 +45,7 @@ public sealed partial class FasterLogJournal : IJournal
     private readonly Task _commitLoop;
     private readonly SnapshotFiles _snapshots;
     private readonly DurableTailMark _tailMark;
+    private readonly ZeroedRunway? _runway;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly string _directory;
@@ -66,11 +68,6 @@ public sealed partial class FasterLogJournal : IJournal
     private const long FirstAddress = 64;
     private const int SequenceBytes = 8;
 
-    /// <param name="acceptLoss">
-    /// start even when entries below the last known commit are missing or damaged, going on with
-    /// what can be read (the operator's way out, --unsafe-accept-journal-loss); otherwise such a
-    /// log refuses to open with <see cref="JournalDamagedException"/>.
-    /// </param>
     /// <summary>
     /// Puts a state that covers no entry (a keyspace imported from etcd) where a journal about to
     /// be made in <paramref name="directory"/> finds it as its first snapshot (position -1). The
@@ -89,7 +86,18 @@ public sealed partial class FasterLogJournal : IJournal
     /// <summary>Whether <paramref name="directory"/> holds no journal yet.</summary>
     public static bool IsNew(string directory) => !Directory.Exists(directory) || !Directory.EnumerateFileSystemEntries(directory).Any();
 
+    /// <param name="acceptLoss">
+    /// start even when entries below the last known commit are missing or damaged, going on with
+    /// what can be read (the operator's way out, --unsafe-accept-journal-loss); otherwise such a
+    /// log refuses to open with <see cref="JournalDamagedException"/>.
+    /// </param>
     public FasterLogJournal(string directory, int maxEntryBytes, ILogger? logger = null, bool acceptLoss = false, TimeProvider? time = null)
+        : this(directory, maxEntryBytes, ZeroedRunway.Shape.Default, logger, acceptLoss, time)
+    {
+    }
+
+    /// <summary>A journal whose zeros ahead of the tail are written in <paramref name="runway"/>'s shape (tests make it short).</summary>
+    internal FasterLogJournal(string directory, int maxEntryBytes, ZeroedRunway.Shape runway, ILogger? logger = null, bool acceptLoss = false, TimeProvider? time = null)
     {
         Directory.CreateDirectory(directory);
         _directory = directory;
@@ -109,6 +117,7 @@ public sealed partial class FasterLogJournal : IJournal
         _tailMark = DurableTailMark.Open(directory, _time);
         _tailMark.Advance(_lastSequence, _lastEnqueued, idle: true);
         _commitLoop = Task.Run(CommitLoopAsync);
+        _runway = ZeroedRunway.Start(directory, maxEntryBytes, runway, _appendLock, () => Log.TailAddress, _time, _logger);
     }
 
     private FasterLog Log => Volatile.Read(ref _instance).Log;
@@ -165,6 +174,7 @@ public sealed partial class FasterLogJournal : IJournal
     // spinning in FasterLog's Enqueue. After a failed commit no flush will come: it gives up.
     private long EnqueueWhenRoom(ReadOnlySpan<byte> record)
     {
+        _runway?.WaitBeforeEnqueue(Log.TailAddress, record.Length);
         var wait = new SpinWait();
         long position;
         while (!Log.TryEnqueue(record, out position))
@@ -232,6 +242,7 @@ public sealed partial class FasterLogJournal : IJournal
                 Volatile.Write(ref _lastDurable, upTo);
                 CompleteWaiters(upTo, null);
                 _tailMark.Advance(sequence, upTo, idle: !reader.TryPeek(out _));
+                _runway?.Advance(upTo);
             }
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
@@ -322,13 +333,10 @@ public sealed partial class FasterLogJournal : IJournal
 
     public Task<JournalSnapshot?> GetSnapshotAsync(long belowPosition, CancellationToken cancellationToken) => Task.FromResult(_snapshots.OpenNewest(belowPosition));
 
-    // FasterLog names its segment files fasterlog.log.N, each 2^SegmentSizeBits bytes of the address space.
     public string Describe(long position) =>
-        $"{SegmentFile(position)} offset {OffsetInSegment(position)} (position {position})";
+        $"{SegmentFile(position)} offset {LogInstance.OffsetInSegment(_maxEntryBytes, position)} (position {position})";
 
-    private string SegmentFile(long position) => Path.Combine(_directory, "fasterlog.log." + (position >> LogInstance.SegmentBitsFor(_maxEntryBytes)));
-
-    private long OffsetInSegment(long position) => position & ((1L << LogInstance.SegmentBitsFor(_maxEntryBytes)) - 1);
+    private string SegmentFile(long position) => LogInstance.SegmentFile(_directory, _maxEntryBytes, position);
 
     public async ValueTask DisposeAsync()
     {
@@ -338,6 +346,7 @@ public sealed partial class FasterLogJournal : IJournal
             _stopping.Cancel();
         }
         try { await _commitLoop.ConfigureAwait(false); } catch (OperationCanceledException) { }
+        if (_runway is not null) await _runway.DisposeAsync().ConfigureAwait(false);
         Volatile.Read(ref _instanceChanged).TrySetResult(); // readers waiting for a healed log see the journal closing
         _tailMark.Dispose();
         _instance.Dispose();

@@ -36,8 +36,15 @@ internal sealed class LogInstance : IDisposable
     /// <summary>log2 of a segment file's size for entries up to <paramref name="maxEntryBytes"/>.</summary>
     public static int SegmentBitsFor(int maxEntryBytes) => Math.Max(30, PageBitsFor(maxEntryBytes)); // 1 GiB files: trimming frees whole segments
 
+    /// <summary>The segment file holding <paramref name="position"/>: FasterLog names them fasterlog.log.N, each 2^SegmentBitsFor bytes of the address space.</summary>
+    public static string SegmentFile(string directory, int maxEntryBytes, long position) =>
+        Path.Combine(directory, "fasterlog.log." + (position >> SegmentBitsFor(maxEntryBytes)));
+
+    /// <summary>Where <paramref name="position"/> lies in its segment file.</summary>
+    public static long OffsetInSegment(int maxEntryBytes, long position) => position & ((1L << SegmentBitsFor(maxEntryBytes)) - 1);
+
     // An entry never spans a page: a page holds at least two of the largest entries (≥ 4 MiB).
-    private static int PageBitsFor(int maxEntryBytes) => Math.Max(22, 64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)maxEntryBytes * 2));
+    internal static int PageBitsFor(int maxEntryBytes) => Math.Max(22, 64 - System.Numerics.BitOperations.LeadingZeroCount((ulong)maxEntryBytes * 2));
 
     /// <summary>
     /// Opens (and recovers) the log under <paramref name="directory"/>. Recovery of a damaged log
