@@ -341,6 +341,32 @@ public sealed class WireCompatibilityTests
     }
 
     /// <summary>
+    /// A method or service the server does not serve gets grpc-go's Unimplemented answer, word for
+    /// word, from both servers.
+    /// </summary>
+    [Fact]
+    public async Task UnknownMethodsAndServicesAreAnsweredAsByEtcd()
+    {
+        var answers = new List<List<(StatusCode, string)>>();
+        foreach (string server in new[] { "etcd", "kvjournal" })
+        {
+            await using var target = await StartAsync(server);
+            var raw = Marshallers.Create<byte[]>(b => b, b => b);
+            var invoker = target.Channel.CreateCallInvoker();
+            var mine = new List<(StatusCode, string)>();
+            foreach (var (service, method) in new[] { ("etcdserverpb.KV", "Scan"), ("etcdserverpb.Watch", "Unwatch"), ("etcdserverpb.Journal", "Append") })
+            {
+                var refused = await Assert.ThrowsAsync<RpcException>(() => invoker.AsyncUnaryCall(
+                    new Method<byte[], byte[]>(MethodType.Unary, service, method, raw, raw), null, new CallOptions(deadline: DateTime.UtcNow.AddSeconds(10)), []).ResponseAsync);
+                mine.Add((refused.StatusCode, refused.Status.Detail));
+            }
+            answers.Add(mine);
+        }
+        Assert.Equal((StatusCode.Unimplemented, "unknown method Scan for service etcdserverpb.KV"), answers[0][0]);
+        Assert.Equal(answers[0], answers[1]);
+    }
+
+    /// <summary>
     /// A call's grpc-timeout bounds its work on the server, not only the client's wait: a lock
     /// request queued behind a holder ends with DeadlineExceeded once the timeout passes and leaves
     /// no waiter behind (after the holder unlocks, the next lock is granted at once). The call is

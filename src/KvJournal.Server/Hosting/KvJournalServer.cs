@@ -7,14 +7,10 @@ using KvJournal.Member.Compaction;
 using KvJournal.Member.Face;
 using KvJournal.Member.Mirror;
 using KvJournal.Member.Shards;
-using KvJournal.Server.Api.Concurrency;
-using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Api.Gateway;
 using KvJournal.Server.Api.Grpc;
 using KvJournal.Server.Api.Http;
-using KvJournal.Server.Api.Maintenance;
 using KvJournal.Server.Api.Mirror;
-using KvJournal.Server.Api.Watch;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -109,29 +105,11 @@ public sealed class KvJournalServer : IAsyncDisposable
         builder.Services.AddSingleton(router);
         builder.Services.AddSingleton<GrpcMetrics>();
         builder.Services.AddSingleton<HandBoundGrpc>();
-        // Stateless, so registered once: gRPC takes the interceptor and the services from here
-        // instead of constructing them per call (a service asks the router for the call's shard).
-        builder.Services.AddSingleton<EtcdCallInterceptor>();
-        builder.Services.AddSingleton<WatchService>();
-        builder.Services.AddSingleton<MaintenanceService>();
-        builder.Services.AddSingleton<ElectionService>();
-        builder.Services.AddGrpc(o =>
-        {
-            o.Interceptors.Add<EtcdCallInterceptor>();
-            // Above the request limit, so an oversized request reaches our own check and gets
-            // etcd's "request is too large".
-            o.MaxReceiveMessageSize = _options.MaxRequestBytes + ServerOptions.GrpcOverheadBytes;
-            o.MaxSendMessageSize = null;
-        });
 
         _app = builder.Build();
-        // Unary calls and keep-alives are served ahead of routing (HandBoundGrpc); Grpc.AspNetCore
-        // serves the long-lived streams.
+        // gRPC calls are served ahead of routing (HandBoundGrpc); routing serves HTTP/1.1 and the gateway.
         _app.Use(_app.Services.GetRequiredService<HandBoundGrpc>().Middleware);
         _app.UseRouting();
-        _app.MapGrpcService<WatchService>();
-        _app.MapGrpcService<MaintenanceService>();
-        _app.MapGrpcService<ElectionService>();
         HttpEndpoints.Map(_app);
         if (_follower is not null) MirrorEndpoint.Map(_app, _follower);
         GatewayRoutes.Map(_app);

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using Grpc.Core;
 using KvJournal.Member.Face;
 using Microsoft.AspNetCore.Http;
 
@@ -19,8 +18,6 @@ public sealed class ShardRouter(ShardServer defaultShard)
     public ShardServer Default { get; } = defaultShard;
 
     public void Route(int port, ShardServer shard) => _byPort[port] = shard;
-
-    public ShardServer For(ServerCallContext context) => For(context.GetHttpContext());
 
     public ShardServer For(HttpContext? http) =>
         http is not null && _byPort.TryGetValue(http.Connection.LocalPort, out var shard) ? shard : Default;

@@ -31,7 +31,7 @@ public static class EtcdErrors
     /// <summary>The error as an exception to throw (for expressions: <c>?? throw EtcdErrors.Exception(...)</c>).</summary>
     public static RpcException Exception(EtcdError error) => new(ToStatus(error));
 
-    /// <summary>grpc-go's answer to a request message that does not parse (UnparsableRequests), before the parser's own text.</summary>
+    /// <summary>grpc-go's answer to a request message that does not parse (GrpcMessages), before the parser's own text.</summary>
     public const string UnmarshalRequest = "grpc: error unmarshalling request: ";
 
     /// <summary>The same for a message of a client stream.</summary>

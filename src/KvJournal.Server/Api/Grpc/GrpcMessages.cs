@@ -103,7 +103,11 @@ public static class GrpcMessages
         }
         catch (InvalidProtocolBufferException ex)
         {
-            throw UnparsableRequests.Refusal(ex, type);
+            // grpc-go's Internal error (etcd's), not Unknown: "error unmarshalling request" for the
+            // request of a unary or server-streaming call, "failed to unmarshal" for a client stream's.
+            throw new RpcException(new Status(StatusCode.Internal, (type is MethodType.ClientStreaming or MethodType.DuplexStreaming
+                ? EtcdErrors.UnmarshalStreamMessage
+                : EtcdErrors.UnmarshalRequest) + ex.Message));
         }
     }
 

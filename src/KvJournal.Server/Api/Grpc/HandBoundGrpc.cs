@@ -1,32 +1,35 @@
 using System.Collections.Frozen;
 using System.Diagnostics;
+using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Core;
 using KvJournal.Member.Face;
 using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Api.Http;
 using KvJournal.Server.Hosting;
+using V3electionpb;
 using KvJournal.Storage.Apply;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.Extensions.Logging;
 
 namespace KvJournal.Server.Api.Grpc;
 
 /// <summary>
-/// etcd's unary methods (<see cref="EtcdMethods"/>) and LeaseKeepAlive served over gRPC without
-/// Grpc.AspNetCore's generic per-call path (a call context, an interceptor pipeline, serialization
-/// contexts and endpoint routing for every call): a middleware ahead of routing finds the method by
-/// its path, reads the request from the body pipe, calls the shard's face and writes the answer
-/// and its status. At 1,000 clients that took 14–40% of the member's CPU per call. Kestrel stays
-/// the HTTP/2 transport; Grpc.AspNetCore serves the long-lived streams (Watch, Snapshot, Observe),
-/// whose per-call cost is paid once per stream.
+/// etcd's gRPC API served on Kestrel's HTTP/2 streams directly: every unary method
+/// (<see cref="EtcdMethods"/>) and the streams Watch, LeaseKeepAlive, Snapshot and Observe. A
+/// middleware ahead of routing finds the method by its path, reads the requests from the body pipe,
+/// calls the shard's face and writes the answers and their status. Grpc.AspNetCore's generic
+/// per-call path (a call context, an interceptor pipeline, serialization contexts and endpoint
+/// routing for every call) took 14–40% of the member's CPU per call at 1,000 clients; this is the
+/// only gRPC server code, so every call goes through the same steps.
 /// </summary>
 /// <remarks>
-/// A call goes through what <see cref="EtcdCallInterceptor"/> does for those streams: counted in
-/// <see cref="GrpcMetrics"/>, refused with "etcdserver: no leader" when it requires a leader
-/// (<c>hasleader</c>) while the shard cannot reach the journal, and ended with etcd's status for
-/// what the face threw. Its grpc-timeout cancels the face's work and ends it with DeadlineExceeded.
-/// Request messages: limits, gzip and parse errors as in grpc-go (<see cref="GrpcMessages"/>).
+/// A call is counted in <see cref="GrpcMetrics"/>, refused with "etcdserver: no leader" when it
+/// requires a leader (<c>hasleader</c>) while the shard cannot reach the journal, and ended with
+/// etcd's status for what the face threw. Its grpc-timeout cancels the face's work and ends it with
+/// DeadlineExceeded. Request messages: limits, gzip and parse errors as in grpc-go
+/// (<see cref="GrpcMessages"/>); a method or service it does not serve gets grpc-go's Unimplemented.
 /// </remarks>
 public sealed class HandBoundGrpc
 {
@@ -37,6 +40,7 @@ public sealed class HandBoundGrpc
     private readonly GrpcMetrics _metrics;
     private readonly ILogger _logger;
     private readonly FrozenDictionary<string, RequestDelegate> _methods;
+    private readonly FrozenSet<string> _services;
 
     public HandBoundGrpc(ShardRouter router, ServerOptions options, GrpcMetrics metrics, ILoggerFactory logs)
     {
@@ -48,9 +52,12 @@ public sealed class HandBoundGrpc
         var methods = new Dictionary<string, RequestDelegate>(StringComparer.Ordinal);
         var unary = new UnaryBinder(this, methods);
         foreach (var method in EtcdMethods.Unary) method.BindTo(unary);
-        var keepAlive = new Lease.KeepAliveStream(this);
-        Add(methods, "bidi_stream", "etcdserverpb.Lease", "LeaseKeepAlive", unary: false, keepAlive.ServeAsync);
+        Add(methods, "bidi_stream", "etcdserverpb.Lease", "LeaseKeepAlive", unary: false, new Lease.KeepAliveStream(this).ServeAsync);
+        Add(methods, "bidi_stream", "etcdserverpb.Watch", "Watch", unary: false, new Watch.WatchCall(this).ServeAsync);
+        AddServerStream<SnapshotRequest, SnapshotResponse>(methods, "etcdserverpb.Maintenance", "Snapshot", SnapshotRequest.Parser, static (face, r, who, send, ct) => face.SnapshotAsync(r, who, send, ct));
+        AddServerStream<LeaderRequest, LeaderResponse>(methods, "v3electionpb.Election", "Observe", LeaderRequest.Parser, static (face, r, who, send, ct) => face.ObserveAsync(r, who, send, ct));
         _methods = methods.ToFrozenDictionary(StringComparer.Ordinal);
+        _services = methods.Keys.Select(path => path[1..path.LastIndexOf('/')]).ToFrozenSet(StringComparer.Ordinal);
     }
 
     /// <summary>The largest request message (etcd: --max-request-bytes plus gRPC's overhead).</summary>
@@ -59,9 +66,25 @@ public sealed class HandBoundGrpc
     /// <summary>Whether client certificates name users (--client-cert-auth).</summary>
     public bool ClientCertAuth { get; }
 
-    /// <summary>The middleware: a gRPC call of a hand-bound method is served here, anything else goes on.</summary>
+    /// <summary>The middleware: a gRPC call is served here, anything else (HTTP endpoints, the JSON gateway) goes on.</summary>
     public RequestDelegate Middleware(RequestDelegate next) => http =>
-        http.Request.Path.Value is { } path && _methods.TryGetValue(path, out var serve) && IsGrpc(http.Request) ? serve(http) : next(http);
+    {
+        if (!IsGrpc(http.Request)) return next(http);
+        string path = http.Request.Path.Value ?? "";
+        return _methods.TryGetValue(path, out var serve) ? serve(http) : UnknownAsync(http, path);
+    };
+
+    // grpc-go's answer (etcd's) to a method it does not serve.
+    private Task UnknownAsync(HttpContext http, string path)
+    {
+        int slash = path.LastIndexOf('/');
+        string service = slash > 0 ? path[1..slash] : path.TrimStart('/');
+        http.Response.ContentType = "application/grpc";
+        GrpcStatuses.End(http.Response, new Status(StatusCode.Unimplemented, _services.Contains(service)
+            ? $"unknown method {path[(slash + 1)..]} for service {service}"
+            : $"unknown service {service}"));
+        return Task.CompletedTask;
+    }
 
     private static bool IsGrpc(HttpRequest request) =>
         request.ContentType is { } type && type.StartsWith("application/grpc", StringComparison.Ordinal) && !type.StartsWith("application/grpc-web", StringComparison.Ordinal)
@@ -71,8 +94,34 @@ public sealed class HandBoundGrpc
     {
         string path = $"/{service}/{name}";
         var counters = _metrics.For(type, path);
-        methods.Add(path, http => CallAsync(http, counters, unary, serve));
+        methods.Add(path, http =>
+        {
+            // A stream's client sends a few bytes now and then (a renewal every TTL/3, a watch
+            // create): Kestrel's minimum request data rate, made for uploads, would close its connection.
+            if (type == "bidi_stream" && http.Features.Get<IHttpMinRequestBodyDataRateFeature>() is { } rate) rate.MinDataRate = null;
+            return CallAsync(http, counters, unary, serve);
+        });
     }
+
+    /// <summary>A method answering one request with a stream of responses, each flushed as it is sent.</summary>
+    private void AddServerStream<TRequest, TResponse>(Dictionary<string, RequestDelegate> methods, string service, string name, MessageParser<TRequest> parser,
+        Func<ShardServer, TRequest, CallerIdentity, Func<TResponse, CancellationToken, Task>, CancellationToken, Task> serve)
+        where TRequest : class, IMessage<TRequest> where TResponse : IMessage =>
+        Add(methods, "server_stream", service, name, unary: false, async (http, face, ct) =>
+        {
+            var request = await ReadRequestAsync(http, parser, MethodType.ServerStreaming, ct).ConfigureAwait(false);
+            var body = http.Response.BodyWriter;
+            await serve(face, request, CallMetadata.Who(http, face, ClientCertAuth), (response, token) =>
+            {
+                GrpcMessages.Write(body, response);
+                return body.FlushAsync(token).AsTask();
+            }, ct).ConfigureAwait(false);
+        });
+
+    // The one request message of a unary or server-streaming call.
+    private async Task<T> ReadRequestAsync<T>(HttpContext http, MessageParser<T> parser, MethodType type, CancellationToken cancellationToken) where T : class, IMessage<T> =>
+        await GrpcMessages.ReadAsync(http.Request, parser, MaxMessageBytes, type, cancellationToken).ConfigureAwait(false)
+            ?? throw new RpcException(new Status(StatusCode.Internal, "grpc: the request ended before its message"));
 
     /// <summary>One call: counted, refused without a leader, bounded by its deadline, ended with its status.</summary>
     private async Task CallAsync(HttpContext http, GrpcMetrics.MethodCounters counters, bool unary, Serve serve)
@@ -119,8 +168,7 @@ public sealed class HandBoundGrpc
         public void Bind<TRequest, TResponse>(UnaryMethod<TRequest, TResponse> method) where TRequest : class, IMessage<TRequest>, new() where TResponse : IMessage =>
             grpc.Add(methods, "unary", method.Service, method.Name, unary: true, async (http, face, ct) =>
             {
-                var request = await GrpcMessages.ReadAsync(http.Request, method.Parser, grpc.MaxMessageBytes, MethodType.Unary, ct).ConfigureAwait(false)
-                    ?? throw new RpcException(new Status(StatusCode.Internal, "grpc: the request ended before its message"));
+                var request = await grpc.ReadRequestAsync(http, method.Parser, MethodType.Unary, ct).ConfigureAwait(false);
                 var response = await method.Serve(face, request, CallMetadata.Who(http, face, grpc.ClientCertAuth), ct).ConfigureAwait(false);
                 GrpcMessages.Write(http.Response.BodyWriter, response);
             });

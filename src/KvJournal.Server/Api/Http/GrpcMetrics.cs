@@ -12,8 +12,7 @@ namespace KvJournal.Server.Api.Http;
 public sealed class GrpcMetrics
 {
     // Keyed by the full method name as the call carries it: split into service and method only
-    // when /metrics is read. The hand-bound methods hold their counters from the start; the calls
-    // Grpc.AspNetCore serves (long-lived streams) look theirs up per call.
+    // when /metrics is read. Each method holds its counters from the start (HandBoundGrpc).
     private readonly ConcurrentDictionary<(string Type, string FullMethod), MethodCounters> _methods = new();
 
     /// <summary>The counters of one method ("unary", "/etcdserverpb.KV/Range"); made on first use.</summary>

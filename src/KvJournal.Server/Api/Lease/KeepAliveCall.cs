@@ -6,7 +6,6 @@ using KvJournal.Member.Face;
 using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Api.Grpc;
 using Microsoft.AspNetCore.Http;
-using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 
 namespace KvJournal.Server.Api.Lease;
 
@@ -25,9 +24,6 @@ internal sealed class KeepAliveStream(HandBoundGrpc grpc)
 
     public async Task ServeAsync(HttpContext http, ShardServer face, CancellationToken cancellationToken)
     {
-        // A client renews every TTL/3 and sends a few bytes then: Kestrel's minimum request data
-        // rate (made for uploads) would close the connection under it, so a stream has none.
-        if (http.Features.Get<IHttpMinRequestBodyDataRateFeature>() is { } rate) rate.MinDataRate = null;
         var who = CallMetadata.Who(http, face, grpc.ClientCertAuth);
         var answers = Channel.CreateBounded<Task<LeaseKeepAliveResponse>>(new BoundedChannelOptions(MaxRenewalsInFlight) { SingleReader = true, SingleWriter = true });
         // A renewal that fails (the journal away) ends the call with its error; reading stops with it.
