@@ -7,11 +7,11 @@ using KvJournal.Member.Face;
 using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Api.Http;
 using KvJournal.Server.Hosting;
-using V3electionpb;
 using KvJournal.Storage.Apply;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core.Features;
 using Microsoft.Extensions.Logging;
+using V3electionpb;
 
 namespace KvJournal.Server.Api.Grpc;
 
@@ -52,7 +52,7 @@ public sealed class HandBoundGrpc
         var methods = new Dictionary<string, RequestDelegate>(StringComparer.Ordinal);
         var unary = new UnaryBinder(this, methods);
         foreach (var method in EtcdMethods.Unary) method.BindTo(unary);
-        Add(methods, "bidi_stream", "etcdserverpb.Lease", "LeaseKeepAlive", unary: false, new Lease.KeepAliveStream(this).ServeAsync);
+        Add(methods, "bidi_stream", "etcdserverpb.Lease", "LeaseKeepAlive", unary: false, new Lease.KeepAliveCall(this).ServeAsync);
         Add(methods, "bidi_stream", "etcdserverpb.Watch", "Watch", unary: false, new Watch.WatchCall(this).ServeAsync);
         AddServerStream<SnapshotRequest, SnapshotResponse>(methods, "etcdserverpb.Maintenance", "Snapshot", SnapshotRequest.Parser, static (face, r, who, send, ct) => face.SnapshotAsync(r, who, send, ct));
         AddServerStream<LeaderRequest, LeaderResponse>(methods, "v3electionpb.Election", "Observe", LeaderRequest.Parser, static (face, r, who, send, ct) => face.ObserveAsync(r, who, send, ct));

@@ -17,7 +17,7 @@ namespace KvJournal.Server.Api.Lease;
 /// leave in one flush. A stream per renewal (etcd's KeepAliveOnce and its benchmark) costs one
 /// request read, one renewal and one answer; the client's reset after it ends the read quietly.
 /// </summary>
-internal sealed class KeepAliveStream(HandBoundGrpc grpc)
+internal sealed class KeepAliveCall(HandBoundGrpc grpc)
 {
     // Renewals one stream may have in flight before reading its next request waits.
     private const int MaxRenewalsInFlight = 1024;
