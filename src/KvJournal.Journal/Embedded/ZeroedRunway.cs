@@ -134,16 +134,16 @@ internal sealed class ZeroedRunway : IAsyncDisposable
     // Writes the next chunk when the runway is short; false when it is long enough or cannot grow now.
     private bool ZeroNextChunk()
     {
-        long from;
-        lock (_appendLock)
-        {
-            long tail = _tail();
-            if (_zeroedUpTo - tail >= _length) return false;
-            from = Math.Max(_zeroedUpTo, (FasterReach(tail) + BlockBytes - 1) & ~(BlockBytes - 1));
-            Volatile.Write(ref _zeroingFrom, from);
-        }
         try
         {
+            long from;
+            lock (_appendLock)
+            {
+                long tail = _tail();
+                if (_zeroedUpTo - tail >= _length) return false;
+                from = Math.Max(_zeroedUpTo, (FasterReach(tail) + BlockBytes - 1) & ~(BlockBytes - 1));
+                Volatile.Write(ref _zeroingFrom, from);
+            }
             var segment = Segment(from);
             long offset = LogInstance.OffsetInSegment(_maxEntryBytes, from);
             // A chunk ends at its segment's end at the latest.
@@ -153,9 +153,10 @@ internal sealed class ZeroedRunway : IAsyncDisposable
             Volatile.Write(ref _zeroedUpTo, from + bytes);
             return true;
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        catch (Exception ex)
         {
-            // The log itself reports a full disk when it fails to commit; ahead of it this only costs speed.
+            // A full disk (the log reports that itself when it fails to commit), or the log being
+            // replaced while it heals: ahead of the log this only costs speed.
             Volatile.Write(ref _pausedUntil, _time.GetTimestamp() + (long)(PauseAfterFailure.TotalSeconds * _time.TimestampFrequency));
             if (_logger.IsEnabled(LogLevel.Debug)) _logger.LogDebug(ex, "journal: zeros could not be written ahead of the log's tail; trying again in {Seconds} s", PauseAfterFailure.TotalSeconds);
             return false;

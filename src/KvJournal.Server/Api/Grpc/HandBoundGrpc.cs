@@ -52,8 +52,8 @@ public sealed class HandBoundGrpc
         var methods = new Dictionary<string, RequestDelegate>(StringComparer.Ordinal);
         var unary = new UnaryBinder(this, methods);
         foreach (var method in EtcdMethods.Unary) method.BindTo(unary);
-        Add(methods, "bidi_stream", "etcdserverpb.Lease", "LeaseKeepAlive", unary: false, new Lease.KeepAliveCall(this).ServeAsync);
-        Add(methods, "bidi_stream", "etcdserverpb.Watch", "Watch", unary: false, new Watch.WatchCall(this).ServeAsync);
+        Add(methods, "bidi_stream", "etcdserverpb.Lease", "LeaseKeepAlive", new Lease.KeepAliveCall(this).ServeAsync);
+        Add(methods, "bidi_stream", "etcdserverpb.Watch", "Watch", new Watch.WatchCall(this).ServeAsync);
         AddServerStream<SnapshotRequest, SnapshotResponse>(methods, "etcdserverpb.Maintenance", "Snapshot", SnapshotRequest.Parser, static (face, r, who, send, ct) => face.SnapshotAsync(r, who, send, ct));
         AddServerStream<LeaderRequest, LeaderResponse>(methods, "v3electionpb.Election", "Observe", LeaderRequest.Parser, static (face, r, who, send, ct) => face.ObserveAsync(r, who, send, ct));
         _methods = methods.ToFrozenDictionary(StringComparer.Ordinal);
@@ -90,10 +90,12 @@ public sealed class HandBoundGrpc
         request.ContentType is { } type && type.StartsWith("application/grpc", StringComparison.Ordinal) && !type.StartsWith("application/grpc-web", StringComparison.Ordinal)
         && HttpProtocol.IsHttp2(request.Protocol);
 
-    private void Add(Dictionary<string, RequestDelegate> methods, string type, string service, string name, bool unary, Serve serve)
+    // type: go-grpc-prometheus's grpc_type (unary, server_stream, bidi_stream).
+    private void Add(Dictionary<string, RequestDelegate> methods, string type, string service, string name, Serve serve)
     {
         string path = $"/{service}/{name}";
         var counters = _metrics.For(type, path);
+        bool unary = type == "unary";
         methods.Add(path, http =>
         {
             // A stream's client sends a few bytes now and then (a renewal every TTL/3, a watch
@@ -107,7 +109,7 @@ public sealed class HandBoundGrpc
     private void AddServerStream<TRequest, TResponse>(Dictionary<string, RequestDelegate> methods, string service, string name, MessageParser<TRequest> parser,
         Func<ShardServer, TRequest, CallerIdentity, Func<TResponse, CancellationToken, Task>, CancellationToken, Task> serve)
         where TRequest : class, IMessage<TRequest> where TResponse : IMessage =>
-        Add(methods, "server_stream", service, name, unary: false, async (http, face, ct) =>
+        Add(methods, "server_stream", service, name, async (http, face, ct) =>
         {
             var request = await ReadRequestAsync(http, parser, MethodType.ServerStreaming, ct).ConfigureAwait(false);
             var body = http.Response.BodyWriter;
@@ -166,7 +168,7 @@ public sealed class HandBoundGrpc
     private sealed class UnaryBinder(HandBoundGrpc grpc, Dictionary<string, RequestDelegate> methods) : IUnaryMethodBinder
     {
         public void Bind<TRequest, TResponse>(UnaryMethod<TRequest, TResponse> method) where TRequest : class, IMessage<TRequest>, new() where TResponse : IMessage =>
-            grpc.Add(methods, "unary", method.Service, method.Name, unary: true, async (http, face, ct) =>
+            grpc.Add(methods, "unary", method.Service, method.Name, async (http, face, ct) =>
             {
                 var request = await grpc.ReadRequestAsync(http, method.Parser, MethodType.Unary, ct).ConfigureAwait(false);
                 var response = await method.Serve(face, request, CallMetadata.Who(http, face, grpc.ClientCertAuth), ct).ConfigureAwait(false);
