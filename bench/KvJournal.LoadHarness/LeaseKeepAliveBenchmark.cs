@@ -62,8 +62,10 @@ public static class LeaseKeepAliveBenchmark
     }
 
     /// <summary>Renewals answered in a run of the clientv3 shape, how long it took, and each renewal's round trip.</summary>
-    public sealed record SharedStreamsRun(long Answered, TimeSpan Elapsed, double[] LatencySeconds)
+    public sealed record SharedStreamsRun(TimeSpan Elapsed, double[] LatencySeconds)
     {
+        public long Answered => LatencySeconds.Length;
+
         public double Rate => Answered / Elapsed.TotalSeconds;
     }
 
@@ -107,8 +109,7 @@ public static class LeaseKeepAliveBenchmark
             }
             await call.RequestStream.CompleteAsync();
         })));
-        var all = latencies.SelectMany(l => l).ToArray();
-        return new SharedStreamsRun(all.Length, clock.Elapsed, all);
+        return new SharedStreamsRun(clock.Elapsed, [.. latencies.SelectMany(l => l)]);
     }
 
     /// <summary>
