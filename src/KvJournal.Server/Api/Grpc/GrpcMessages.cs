@@ -115,10 +115,29 @@ public static class GrpcMessages
     public static void Write(PipeWriter writer, IMessage message)
     {
         int size = message.CalculateSize();
-        var span = writer.GetSpan(HeaderBytes + size);
+        if (size <= ContiguousMessageBytes)
+        {
+            var span = writer.GetSpan(HeaderBytes + size);
+            WriteHeader(span, size);
+            message.WriteTo(span.Slice(HeaderBytes, size));
+            writer.Advance(HeaderBytes + size);
+            return;
+        }
+        // A large message (a page of a list) goes into the pipe's pooled blocks as it is encoded:
+        // asking the pipe for one span of its size rents an array that big from the shared
+        // ArrayPool, which keeps it (and one per thread) for the life of the process.
+        WriteHeader(writer.GetSpan(HeaderBytes), size);
+        writer.Advance(HeaderBytes);
+        message.WriteTo(writer);
+    }
+
+    // The largest message written through one contiguous span: what fits in one of Kestrel's
+    // 4 KiB pool blocks beside its header.
+    private const int ContiguousMessageBytes = 4096 - HeaderBytes;
+
+    private static void WriteHeader(Span<byte> span, int size)
+    {
         span[0] = 0;
         BinaryPrimitives.WriteUInt32BigEndian(span[1..], (uint)size);
-        message.WriteTo(span.Slice(HeaderBytes, size));
-        writer.Advance(HeaderBytes + size);
     }
 }
