@@ -1,4 +1,6 @@
 using System.Text.Json;
+using Etcdserverpb;
+using Google.Protobuf;
 using KvJournal.Testing;
 using Xunit;
 
@@ -57,5 +59,32 @@ public sealed class HttpEndpointTests
         Assert.Contains("kvjournal_journal_append_duration_seconds_count 7", lines); // bootstrap, member announcement, 5 puts
         Assert.Contains(lines, l => l.StartsWith("dotnet_gc_pause_seconds_total ", StringComparison.Ordinal));
         Assert.Contains(lines, l => l.StartsWith("dotnet_gc_collections_total{generation=\"2\"} ", StringComparison.Ordinal));
+    }
+
+    /// <summary>
+    /// A stream the client ends by resetting it is counted under grpc-go's code name ("Canceled"),
+    /// as etcd counts it, so dashboards and alerts written for etcd match.
+    /// </summary>
+    [Fact]
+    public async Task AResetStreamIsCountedAsCanceledLikeEtcd()
+    {
+        await using var kvj = await KvJournalProcess.StartAsync();
+        await using var etcd = await ReferenceEtcdProcess.StartAsync();
+        const string Counted = "grpc_server_handled_total{grpc_code=\"Canceled\",grpc_method=\"Watch\",grpc_service=\"etcdserverpb.Watch\",grpc_type=\"bidi_stream\"} 1";
+        foreach (ServerProcess server in new ServerProcess[] { etcd, kvj })
+        {
+            using (var watch = new Watch.WatchClient(server.Channel).Watch())
+            {
+                await watch.RequestStream.WriteAsync(new WatchRequest { CreateRequest = new WatchCreateRequest { Key = ByteString.CopyFromUtf8("w") } });
+                Assert.True(await watch.ResponseStream.MoveNext(CancellationToken.None));
+            } // disposed: the client resets the stream
+            var deadline = DateTime.UtcNow.AddSeconds(10);
+            string[] lines;
+            while (!(lines = (await CurlAsync(server, "/metrics")).Body.Split('\n')).Contains(Counted))
+            {
+                Assert.True(DateTime.UtcNow < deadline, string.Join('\n', lines.Where(l => l.Contains("etcdserverpb.Watch", StringComparison.Ordinal))));
+                await Task.Yield();
+            }
+        }
     }
 }

@@ -54,10 +54,13 @@ public sealed class GrpcMetrics
             for (var code = StatusCode.OK; code <= StatusCode.Unauthenticated; code++)
             {
                 if (v.HandledCount(code) is var n and > 0)
-                    text.Append(CultureInfo.InvariantCulture, $"grpc_server_handled_total{{grpc_code=\"{code}\",grpc_method=\"{method}\",grpc_service=\"{service}\",grpc_type=\"{k.Type}\"}} {n}\n");
+                    text.Append(CultureInfo.InvariantCulture, $"grpc_server_handled_total{{grpc_code=\"{GoName(code)}\",grpc_method=\"{method}\",grpc_service=\"{service}\",grpc_type=\"{k.Type}\"}} {n}\n");
             }
         }
     }
+
+    // grpc-go's name of a code (go-grpc-prometheus's label, etcd's): .NET spells one differently.
+    private static string GoName(StatusCode code) => code == StatusCode.Cancelled ? "Canceled" : code.ToString();
 
     // "/etcdserverpb.KV/Range" → ("etcdserverpb.KV", "Range")
     private static (string Service, string Method) Split(string fullMethod)
