@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Core;
+using Grpc.Health.V1;
 using KvJournal.Journal.Nats;
 using KvJournal.Member.Propose;
 using KvJournal.Protos.Journal;
@@ -316,11 +317,20 @@ public sealed class SharedJournalTests
     }
 
     [Fact]
-    public async Task ADamagedEntryStopsEveryMemberWhichThenProposesNothingAndSaysSoOnLivez()
+    public async Task ADamagedEntryStopsEveryMemberWhichThenProposesNothingAndSaysSoOnLivezAndGrpcHealth()
     {
         await using var cluster = await Cluster.StartAsync(2);
         var m = cluster.Members;
         await m[0].Kv.PutAsync(new PutRequest { Key = B("sound"), Value = B("v") });
+        // gRPC health watchers (a load balancer's) hear SERVING now and NOT_SERVING at the stop.
+        var healthWatches = new List<AsyncServerStreamingCall<HealthCheckResponse>>();
+        foreach (var member in m)
+        {
+            var watch = new Health.HealthClient(member.Channel).Watch(new HealthCheckRequest(), deadline: DateTime.UtcNow.AddMinutes(1));
+            healthWatches.Add(watch);
+            Assert.True(await watch.ResponseStream.MoveNext(CancellationToken.None));
+            Assert.Equal(HealthCheckResponse.Types.ServingStatus.Serving, watch.ResponseStream.Current.Status);
+        }
 
         // An entry whose bytes changed after they were framed: its checksum no longer matches.
         byte[] damaged = JournalEntryCodec.Encode(new JournalEntry { MemberId = 0xbad, RequestId = 1, Put = new PutRequest { Key = B("damaged"), Value = B("v") } });
@@ -352,6 +362,14 @@ public sealed class SharedJournalTests
             Assert.Contains("serializable_read failed: apply stopped", livez.Body);
             Assert.Equal(503, (await Curl.GetAsync($"http://{member.Endpoint}/readyz")).Status);
             Assert.Contains($"journal entry at {at} is damaged: checksum mismatch", member.Output);
+            var health = await new Health.HealthClient(member.Channel).CheckAsync(new HealthCheckRequest(), deadline: DateTime.UtcNow.AddSeconds(10));
+            Assert.Equal(HealthCheckResponse.Types.ServingStatus.NotServing, health.Status);
+        }
+        foreach (var watch in healthWatches)
+        {
+            Assert.True(await watch.ResponseStream.MoveNext(CancellationToken.None));
+            Assert.Equal(HealthCheckResponse.Types.ServingStatus.NotServing, watch.ResponseStream.Current.Status);
+            watch.Dispose();
         }
         Assert.Equal(tail, await cluster.StreamStateAsync());
     }

@@ -6,6 +6,7 @@ using System.Text.Json;
 using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Core;
+using Grpc.Health.V1;
 using Grpc.Net.Client;
 using KvJournal.Testing;
 using Xunit;
@@ -363,6 +364,34 @@ public sealed class WireCompatibilityTests
             answers.Add(mine);
         }
         Assert.Equal((StatusCode.Unimplemented, "unknown method Scan for service etcdserverpb.KV"), answers[0][0]);
+        Assert.Equal(answers[0], answers[1]);
+    }
+
+    /// <summary>
+    /// gRPC's health service, which load balancers and gRPC liveness probes call: the member as a
+    /// whole (service "") is SERVING, any other service unknown, on Check and on Watch alike.
+    /// </summary>
+    [Fact]
+    public async Task HealthChecksAreAnsweredAsByEtcd()
+    {
+        var answers = new List<List<string>>();
+        foreach (string server in new[] { "etcd", "kvjournal" })
+        {
+            await using var target = await StartAsync(server);
+            var health = new Grpc.Health.V1.Health.HealthClient(target.Channel);
+            var mine = new List<string>();
+            foreach (string service in new[] { "", "etcdserverpb.KV", "grpc.health.v1.Health" })
+            {
+                var outcome = await Responses.CaptureAsync(() => health.CheckAsync(new HealthCheckRequest { Service = service }, deadline: DateTime.UtcNow.AddSeconds(10)).ResponseAsync);
+                mine.Add($"check {service}: {outcome}");
+                using var watch = health.Watch(new HealthCheckRequest { Service = service }, deadline: DateTime.UtcNow.AddSeconds(10));
+                Assert.True(await watch.ResponseStream.MoveNext(CancellationToken.None));
+                mine.Add($"watch {service}: {watch.ResponseStream.Current.Status}");
+            }
+            answers.Add(mine);
+        }
+        Assert.Equal(["check : { \"status\": \"SERVING\" }", "watch : Serving",
+            "check etcdserverpb.KV: error NotFound: unknown service", "watch etcdserverpb.KV: ServiceUnknown"], answers[0][..4]);
         Assert.Equal(answers[0], answers[1]);
     }
 

@@ -1,4 +1,7 @@
+using Grpc.Health.V1;
 using KvJournal.Member.Metrics;
+using KvJournal.Storage.Apply;
+using static Grpc.Health.V1.HealthCheckResponse.Types;
 
 namespace KvJournal.Member.Face;
 
@@ -14,6 +17,43 @@ public sealed partial class ShardServer
 
     /// <summary>"apply stopped" once the member failed-stop, else null (/livez: the process should be restarted).</summary>
     public string? ApplyProblem => shard.Failure is null ? null : "apply stopped";
+
+    /// <summary>Completes once the shard stopped applying (then <see cref="ApplyProblem"/> says whether it failed).</summary>
+    public Task ApplyStopped => shard.ApplyStopped;
+
+    /// <summary>
+    /// gRPC's health check (grpc.health.v1.Health/Check). etcd registers only the member as a whole,
+    /// the service "", and says SERVING while it serves; here it is NOT_SERVING once the member
+    /// failed-stop, as /livez says (it should be restarted). Any other service is unknown (NotFound).
+    /// </summary>
+    public HealthCheckResponse CheckHealth(HealthCheckRequest request) =>
+        request.Service.Length == 0 ? new HealthCheckResponse { Status = HealthStatus } : throw new EtcdException(EtcdError.UnknownHealthService);
+
+    /// <summary>
+    /// gRPC's health watch (grpc.health.v1.Health/Watch): the status now, then each change, until
+    /// the caller leaves. An unknown service is SERVICE_UNKNOWN and stays so, as in grpc-go.
+    /// </summary>
+    public async Task WatchHealthAsync(HealthCheckRequest request, Func<HealthCheckResponse, CancellationToken, Task> send, CancellationToken cancellationToken)
+    {
+        if (request.Service.Length != 0)
+        {
+            await send(new HealthCheckResponse { Status = ServingStatus.ServiceUnknown }, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            var sent = HealthStatus;
+            await send(new HealthCheckResponse { Status = sent }, cancellationToken).ConfigureAwait(false);
+            if (sent == ServingStatus.Serving)
+            {
+                await ApplyStopped.WaitAsync(cancellationToken).ConfigureAwait(false);
+                // A shard closed at shutdown ends the call with the server; only a fail-stop is news.
+                if (HealthStatus != sent) await send(new HealthCheckResponse { Status = HealthStatus }, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
+    }
+
+    private ServingStatus HealthStatus => ApplyProblem is null ? ServingStatus.Serving : ServingStatus.NotServing;
 
     /// <summary>The first active alarm not excluded, as etcd's /health words it ("ALARM NOSPACE"), or null.</summary>
     public string? AlarmProblem(Func<string, bool> excluded) => shard.Read(_ =>

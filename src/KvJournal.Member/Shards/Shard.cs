@@ -202,6 +202,9 @@ public sealed class Shard
     /// <summary>The apply failure that stopped this shard, if one did.</summary>
     internal Exception? Failure => _tailer.Failure;
 
+    /// <summary>Completes once the shard stopped applying: failed, or closed.</summary>
+    internal Task ApplyStopped => _tailer.Stopped;
+
     /// <summary>
     /// Opens a shard on a journal: replays every retained entry, and bootstraps an empty journal
     /// with a fresh cluster id. Returns once the store reflects everything durable at open.

@@ -36,6 +36,11 @@ internal sealed class ShardTailer(
     /// <summary>Why this member stopped applying, once it did; set before any waiter is failed.</summary>
     public Exception? Failure => Volatile.Read(ref _failure);
 
+    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes once this member stopped applying, after <see cref="Failure"/> is set if it failed.</summary>
+    public Task Stopped => _stopped.Task;
+
     private long _appliedEntries;
 
     /// <summary>Entries applied since this member started (what triggers state snapshots).</summary>
@@ -96,5 +101,6 @@ internal sealed class ShardTailer(
         pending.Stop(EtcdError.Stopped);
         applied.Stop(reason);
         watches.Stop(reason);
+        _stopped.TrySetResult();
     }
 }

@@ -1,5 +1,6 @@
 using Etcdserverpb;
 using Google.Protobuf;
+using Grpc.Health.V1;
 using KvJournal.Member.Face;
 using V3electionpb;
 using V3lockpb;
@@ -95,6 +96,9 @@ public static class EtcdMethods
         M("v3electionpb.Election", "Proclaim", ProclaimRequest.Parser, static (f, r, who, ct) => f.ProclaimAsync(r, who, ct), "/v3/election/proclaim"),
         M("v3electionpb.Election", "Leader", LeaderRequest.Parser, static (f, r, who, ct) => f.LeaderAsync(r, who, ct), "/v3/election/leader"),
         M("v3electionpb.Election", "Resign", ResignRequest.Parser, static (f, r, who, ct) => f.ResignAsync(r, who, ct), "/v3/election/resign"),
+
+        // gRPC's health service, which etcd registers beside its own (not on its JSON gateway).
+        M("grpc.health.v1.Health", "Check", HealthCheckRequest.Parser, static (f, r, _, _) => Task.FromResult(f.CheckHealth(r))),
     ];
 
     private static UnaryMethod<TRequest, TResponse> M<TRequest, TResponse>(string service, string name, MessageParser<TRequest> parser,

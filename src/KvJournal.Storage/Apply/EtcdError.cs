@@ -75,4 +75,6 @@ public enum EtcdError : byte
     NoPasswordUser,
     /// <summary>The auth store changed between checking a password and applying the login; the API checks again.</summary>
     AuthOldRevision,
+    /// <summary>A gRPC health check of a service other than the member as a whole ("").</summary>
+    UnknownHealthService,
 }

@@ -91,6 +91,7 @@ public static class EtcdErrorTable
         EtcdError.AuthOldRevision => new(RpcCode.InvalidArgument, "etcdserver: revision of auth store is old"),
         EtcdError.SessionExpired => new(RpcCode.Unknown, "mutex: session is expired"),
         EtcdError.LeaderKeyMissing => new(RpcCode.Unknown, "\"leader\" field must be provided"),
+        EtcdError.UnknownHealthService => new(RpcCode.NotFound, "unknown service"),
         _ => new(RpcCode.Internal, $"etcdserver: unexpected error {error}"),
     };
 }

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using Etcdserverpb;
 using Google.Protobuf;
 using Grpc.Core;
+using Grpc.Health.V1;
 using KvJournal.Member.Face;
 using KvJournal.Server.Api.Errors;
 using KvJournal.Server.Api.Http;
@@ -17,7 +18,7 @@ namespace KvJournal.Server.Api.Grpc;
 
 /// <summary>
 /// etcd's gRPC API served on Kestrel's HTTP/2 streams directly: every unary method
-/// (<see cref="EtcdMethods"/>) and the streams Watch, LeaseKeepAlive, Snapshot and Observe. A
+/// (<see cref="EtcdMethods"/>) and the streams Watch, LeaseKeepAlive, Snapshot, Observe and gRPC's health Watch. A
 /// middleware ahead of routing finds the method by its path, reads the requests from the body pipe,
 /// calls the shard's face and writes the answers and their status. Grpc.AspNetCore's generic
 /// per-call path (a call context, an interceptor pipeline, serialization contexts and endpoint
@@ -56,6 +57,7 @@ public sealed class HandBoundGrpc
         Add(methods, "bidi_stream", "etcdserverpb.Watch", "Watch", new Watch.WatchCall(this).ServeAsync);
         AddServerStream<SnapshotRequest, SnapshotResponse>(methods, "etcdserverpb.Maintenance", "Snapshot", SnapshotRequest.Parser, static (face, r, who, send, ct) => face.SnapshotAsync(r, who, send, ct));
         AddServerStream<LeaderRequest, LeaderResponse>(methods, "v3electionpb.Election", "Observe", LeaderRequest.Parser, static (face, r, who, send, ct) => face.ObserveAsync(r, who, send, ct));
+        AddServerStream<HealthCheckRequest, HealthCheckResponse>(methods, "grpc.health.v1.Health", "Watch", HealthCheckRequest.Parser, static (face, r, _, send, ct) => face.WatchHealthAsync(r, send, ct));
         _methods = methods.ToFrozenDictionary(StringComparer.Ordinal);
         _services = methods.Keys.Select(path => path[1..path.LastIndexOf('/')]).ToFrozenSet(StringComparer.Ordinal);
     }
