@@ -10,6 +10,7 @@ using Grpc.Health.V1;
 using Grpc.Net.Client;
 using KvJournal.Testing;
 using Xunit;
+using Xunit.Abstractions;
 
 namespace KvJournal.Integration.Tests;
 
@@ -18,7 +19,7 @@ namespace KvJournal.Integration.Tests;
 /// against the reference etcd and kvjournal alike: TLS-terminating proxies, the JSON gateway's
 /// framing of watch messages, the peer URLs MemberList reports.
 /// </summary>
-public sealed class WireCompatibilityTests
+public sealed class WireCompatibilityTests(ITestOutputHelper output)
 {
     private static ByteString B(string s) => ByteString.CopyFromUtf8(s);
 
@@ -393,6 +394,85 @@ public sealed class WireCompatibilityTests
         Assert.Equal(["check : { \"status\": \"SERVING\" }", "watch : Serving",
             "check etcdserverpb.KV: error NotFound: unknown service", "watch etcdserverpb.KV: ServiceUnknown"], answers[0][..4]);
         Assert.Equal(answers[0], answers[1]);
+    }
+
+    /// <summary>
+    /// A call whose request body is not well-framed messages (none, a cut frame, a compressed flag
+    /// without an encoding, an encoding the server lacks, two messages for one) gets the same status
+    /// code and text from both servers, on a unary method, a server stream and the bidi streams.
+    /// </summary>
+    [Fact]
+    public async Task MalformedRequestFramesAreAnsweredAsByEtcd()
+    {
+        static byte[] Frame(byte flag, byte[] message, int? length = null) => [flag, .. BigEndian(length ?? message.Length), .. message];
+        var methods = new (string Path, byte[] Message, bool Bidi)[]
+        {
+            ("/etcdserverpb.KV/Range", new RangeRequest { Key = B("k") }.ToByteArray(), false),
+            ("/etcdserverpb.Maintenance/Snapshot", new SnapshotRequest().ToByteArray(), false),
+            ("/etcdserverpb.Watch/Watch", new WatchRequest { CreateRequest = new WatchCreateRequest { Key = B("k") } }.ToByteArray(), true),
+            ("/etcdserverpb.Lease/LeaseKeepAlive", new LeaseKeepAliveRequest { ID = 1 }.ToByteArray(), true),
+        };
+        var answers = new List<List<string>>();
+        foreach (string server in new[] { "etcd", "kvjournal" })
+        {
+            await using var target = await StartAsync(server);
+            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+            var mine = new List<string>();
+            foreach (var (path, message, bidi) in methods)
+            {
+                var bodies = new List<(string Name, byte[] Body, string? Encoding)>
+                {
+                    ("a cut message", Frame(0, message, message.Length + 100), null),
+                    ("compressed without an encoding", Frame(1, message), null),
+                    ("a flag of 2", Frame(2, message), null),
+                    ("an unknown encoding", Frame(0, message), "snappy"),
+                    ("compressed with identity", Frame(1, message), "identity"),
+                    ("gzip cut short", Frame(1, message), "gzip"),
+                    ("not gzip", Frame(1, new byte[16]), "gzip"),
+                };
+                // A bidi stream whose client ends its side, or ends it before a whole header, stays open in etcd.
+                if (!bidi) bodies.AddRange([("no message", [], null), ("a cut header", [0, 0, 0], null), ("two messages", [.. Frame(0, message), .. Frame(0, message)], null)]);
+                foreach (var (name, body, encoding) in bodies)
+                {
+                    using var request = new HttpRequestMessage(HttpMethod.Post, $"http://{target.Endpoint}{path}")
+                    {
+                        Version = HttpVersion.Version20,
+                        VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+                        Content = new ByteArrayContent(body),
+                    };
+                    request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/grpc");
+                    request.Headers.TryAddWithoutValidation("te", "trailers");
+                    if (encoding is not null) request.Headers.TryAddWithoutValidation("grpc-encoding", encoding);
+                    using var response = await http.SendAsync(request);
+                    byte[] answer = await response.Content.ReadAsByteArrayAsync();
+                    string Trailer(string key) => (response.TrailingHeaders.TryGetValues(key, out var t) ? t : response.Headers.TryGetValues(key, out var h) ? h : [""]).Single();
+                    mine.Add($"{path} {name}: {(int)response.StatusCode} status {Trailer("grpc-status")} \"{Uri.UnescapeDataString(Trailer("grpc-message"))}\"{(answer.Length > 0 ? " after messages" : "")}");
+                }
+            }
+            answers.Add(mine);
+        }
+        output.WriteLine(string.Join('\n', answers[0]) + "\n\n" + string.Join('\n', answers[1]));
+        Assert.Equal(answers[0], answers[1]);
+    }
+
+    /// <summary>
+    /// A watch stream whose client ended its side (gRPC's CloseSend) stays open, as etcd keeps it:
+    /// its watcher still sends events.
+    /// </summary>
+    [Theory]
+    [InlineData("etcd")]
+    [InlineData("kvjournal")]
+    public async Task AWatchStreamWhoseClientEndedItsSideStillSendsEvents(string server)
+    {
+        await using var target = await StartAsync(server);
+        using var call = new Watch.WatchClient(target.Channel).Watch(deadline: DateTime.UtcNow.AddSeconds(20));
+        await call.RequestStream.WriteAsync(new WatchRequest { CreateRequest = new WatchCreateRequest { Key = B("closed-send") } });
+        await call.RequestStream.CompleteAsync();
+        Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+        Assert.True(call.ResponseStream.Current.Created);
+        await target.Kv.PutAsync(new PutRequest { Key = B("closed-send"), Value = B("v") });
+        Assert.True(await call.ResponseStream.MoveNext(CancellationToken.None));
+        Assert.Equal("closed-send", Assert.Single(call.ResponseStream.Current.Events).Kv.Key.ToStringUtf8());
     }
 
     /// <summary>

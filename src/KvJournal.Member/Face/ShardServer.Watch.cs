@@ -14,7 +14,7 @@ public sealed partial class ShardServer
     private static readonly TimeSpan LeaderCheckInterval = TimeSpan.FromMilliseconds(500);
 
     /// <summary>
-    /// Serves one watch stream until the client ends its requests, the send fails, or (with
+    /// Serves one watch stream until the client leaves, a request cannot be read, the send fails, or (with
     /// <paramref name="requireLeader"/>, etcd's WithRequireLeader) the journal goes away.
     /// <paramref name="send"/> writes one response; its flag says more are queued, so the wire
     /// may hold the write back and send a burst in few network writes.
@@ -28,11 +28,14 @@ public sealed partial class ShardServer
         var receiving = ReceiveWatchAsync(stream, requests, who, done.Token);
         var leaderLost = requireLeader ? LeaderLostAsync(done.Token) : Task.Delay(Timeout.Infinite, done.Token);
         var first = await Task.WhenAny(sending, receiving, leaderLost).ConfigureAwait(false);
+        // The client ending its side leaves the stream open, as in etcd: its watchers go on
+        // sending until it leaves. A request that could not be read ends it with that error.
+        if (first == receiving && receiving.IsCompletedSuccessfully) first = await Task.WhenAny(sending, leaderLost).ConfigureAwait(false);
         await done.CancelAsync().ConfigureAwait(false);
         try
         {
             if (first == leaderLost && leaderLost.IsCompletedSuccessfully) throw new EtcdException(EtcdError.NoLeader);
-            // The client closing its side ends the call, as in etcd; a send failure ends it too.
+            // A request that could not be read, or a send that failed, ends the call.
             await first.ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)

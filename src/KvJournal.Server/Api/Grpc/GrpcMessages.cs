@@ -20,10 +20,23 @@ public static class GrpcMessages
     private const int HeaderBytes = 5;
 
     /// <summary>
-    /// The next request message of the call, or null once the client ended or reset the stream.
-    /// A message over <paramref name="maxMessageBytes"/>, compressed other than with gzip, or that
-    /// does not parse fails the call with etcd's status (<paramref name="type"/> picks the text for
-    /// a message that does not parse).
+    /// grpc-go's refusal of a call whose grpc-encoding it cannot decompress (only gzip is installed
+    /// in etcd), given before any message is read; null when the encoding is served.
+    /// </summary>
+    public static Status? UnsupportedEncoding(HttpRequest request)
+    {
+        string encoding = request.Headers.GrpcEncoding.ToString();
+        return encoding is "" or Identity or Gzip
+            ? null
+            : new Status(StatusCode.Unimplemented, $"grpc: Decompressor is not installed for grpc-encoding \"{encoding}\"");
+    }
+
+    /// <summary>
+    /// The next request message of the call, or null once the client ended its side (a header cut
+    /// short counts as ended, as in grpc-go) or reset the stream. A message over
+    /// <paramref name="maxMessageBytes"/>, cut short, compressed without gzip, or that does not
+    /// parse fails the call with etcd's status; <paramref name="type"/> picks the code or text where
+    /// grpc-go's differ between a unary call's request and a stream's.
     /// </summary>
     public static async ValueTask<T?> ReadAsync<T>(HttpRequest request, MessageParser<T> parser, int maxMessageBytes, MethodType type, CancellationToken cancellationToken)
         where T : class, IMessage<T>
@@ -49,13 +62,18 @@ public static class GrpcMessages
             if (read.IsCompleted || read.IsCanceled)
             {
                 body.AdvanceTo(buffer.End);
-                // A message cut off by the end of the stream is grpc-go's "unexpected EOF".
-                if (!buffer.IsEmpty) throw new RpcException(new Status(StatusCode.Internal, "grpc: failed to receive the message: unexpected EOF"));
+                // A message cut off by the end of the stream: io.ErrUnexpectedEOF, which grpc-go
+                // reports as Unknown for a unary request and as Internal on a stream.
+                if (buffer.Length >= HeaderBytes)
+                    throw new RpcException(new Status(type == MethodType.Unary ? StatusCode.Unknown : StatusCode.Internal, "unexpected EOF"));
                 return null;
             }
             body.AdvanceTo(buffer.Start, buffer.End);
         }
     }
+
+    private const string Identity = "identity";
+    private const string Gzip = "gzip";
 
     private static bool TryTake<T>(ref ReadOnlySequence<byte> buffer, MessageParser<T> parser, int maxMessageBytes, MethodType type, HttpRequest request, out T? message)
         where T : class, IMessage<T>
@@ -69,16 +87,23 @@ public static class GrpcMessages
             throw new RpcException(new Status(StatusCode.ResourceExhausted, $"grpc: received message larger than max ({length} vs. {maxMessageBytes})"));
         if (buffer.Length < HeaderBytes + length) return false;
         var bytes = buffer.Slice(HeaderBytes, length);
-        message = Parse(parser, header[0] == 0 ? bytes : Decompress(header[0], bytes, request, maxMessageBytes), type);
+        message = Parse(parser, header[0] switch
+        {
+            0 => bytes,
+            1 => Decompress(bytes, request, maxMessageBytes),
+            var flag => throw new RpcException(new Status(StatusCode.Internal, $"grpc: received unexpected payload format {flag}")),
+        }, type);
         buffer = buffer.Slice(bytes.End);
         return true;
     }
 
-    private static ReadOnlySequence<byte> Decompress(byte flag, ReadOnlySequence<byte> message, HttpRequest request, int maxMessageBytes)
+    private static ReadOnlySequence<byte> Decompress(ReadOnlySequence<byte> message, HttpRequest request, int maxMessageBytes)
     {
-        string encoding = request.Headers.GrpcEncoding.ToString();
-        if (flag != 1 || encoding != "gzip")
-            throw new RpcException(new Status(StatusCode.Internal, $"grpc: compressed flag set with grpc-encoding \"{encoding}\", which is not gzip"));
+        // Any encoding but these was refused before the call began (UnsupportedEncoding).
+        if (request.Headers.GrpcEncoding.ToString() is "" or Identity)
+            throw new RpcException(new Status(StatusCode.Internal, "grpc: compressed flag set with identity or empty encoding"));
+        if (GzipHeaderProblem(message) is { } problem)
+            throw new RpcException(new Status(StatusCode.Internal, DecompressFailed + problem));
         using var compressed = new MemoryStream(message.ToArray());
         using var gzip = new GZipStream(compressed, CompressionMode.Decompress);
         using var plain = new MemoryStream();
@@ -88,11 +113,24 @@ public static class GrpcMessages
         }
         catch (InvalidDataException ex)
         {
-            throw new RpcException(new Status(StatusCode.Internal, "grpc: failed to decompress the received message: " + ex.Message));
+            throw new RpcException(new Status(StatusCode.Internal, DecompressFailed + ex.Message));
         }
         if (plain.Length > maxMessageBytes)
             throw new RpcException(new Status(StatusCode.ResourceExhausted, $"grpc: received message after decompression larger than max ({plain.Length} vs. {maxMessageBytes})"));
         return new ReadOnlySequence<byte>(plain.ToArray());
+    }
+
+    private const string DecompressFailed = "grpc: failed to decompress the message: ";
+
+    // What Go's gzip reader says of a gzip header it cannot read (its 10 bytes, the magic and the
+    // deflate method), so the commonest bad input gets etcd's words; beyond that .NET's are given.
+    private static string? GzipHeaderProblem(ReadOnlySequence<byte> message)
+    {
+        if (message.IsEmpty) return "EOF";
+        if (message.Length < 10) return "unexpected EOF";
+        Span<byte> magic = stackalloc byte[3];
+        message.Slice(0, 3).CopyTo(magic);
+        return magic is [0x1f, 0x8b, 8] ? null : "gzip: invalid header";
     }
 
     private static T Parse<T>(MessageParser<T> parser, ReadOnlySequence<byte> message, MethodType type) where T : IMessage<T>

@@ -113,7 +113,7 @@ public sealed class HandBoundGrpc
         where TRequest : class, IMessage<TRequest> where TResponse : IMessage =>
         Add(methods, "server_stream", service, name, async (http, face, ct) =>
         {
-            var request = await ReadRequestAsync(http, parser, MethodType.ServerStreaming, ct).ConfigureAwait(false);
+            var request = await ReadOnlyRequestAsync(http, parser, ct).ConfigureAwait(false);
             var body = http.Response.BodyWriter;
             await serve(face, request, CallMetadata.Who(http, face, ClientCertAuth), (response, token) =>
             {
@@ -122,10 +122,21 @@ public sealed class HandBoundGrpc
             }, ct).ConfigureAwait(false);
         });
 
-    // The one request message of a unary or server-streaming call.
-    private async Task<T> ReadRequestAsync<T>(HttpContext http, MessageParser<T> parser, MethodType type, CancellationToken cancellationToken) where T : class, IMessage<T> =>
-        await GrpcMessages.ReadAsync(http.Request, parser, MaxMessageBytes, type, cancellationToken).ConfigureAwait(false)
-            ?? throw new RpcException(new Status(StatusCode.Internal, "grpc: the request ended before its message"));
+    // The request message of a unary call (grpc-go reads the first and ignores any more).
+    private async Task<T> ReadRequestAsync<T>(HttpContext http, MessageParser<T> parser, CancellationToken cancellationToken) where T : class, IMessage<T> =>
+        await GrpcMessages.ReadAsync(http.Request, parser, MaxMessageBytes, MethodType.Unary, cancellationToken).ConfigureAwait(false)
+            ?? throw new RpcException(new Status(StatusCode.Unknown, "EOF"));
+
+    // The one request message of a server-streaming call: grpc-go reads on to the end of the
+    // client's side and refuses none or several before the method runs.
+    private async Task<T> ReadOnlyRequestAsync<T>(HttpContext http, MessageParser<T> parser, CancellationToken cancellationToken) where T : class, IMessage<T>
+    {
+        var request = await GrpcMessages.ReadAsync(http.Request, parser, MaxMessageBytes, MethodType.ServerStreaming, cancellationToken).ConfigureAwait(false)
+            ?? throw new RpcException(new Status(StatusCode.Internal, "cardinality violation: received no request message from non-client-streaming RPC"));
+        if (await GrpcMessages.ReadAsync(http.Request, parser, MaxMessageBytes, MethodType.ServerStreaming, cancellationToken).ConfigureAwait(false) is not null)
+            throw new RpcException(new Status(StatusCode.Internal, "cardinality violation: received multiple request messages for non-client-streaming RPC"));
+        return request;
+    }
 
     /// <summary>One call: counted, refused without a leader, bounded by its deadline, ended with its status.</summary>
     private async Task CallAsync(HttpContext http, GrpcMetrics.MethodCounters counters, bool unary, Serve serve)
@@ -138,6 +149,7 @@ public sealed class HandBoundGrpc
         Status status;
         try
         {
+            if (GrpcMessages.UnsupportedEncoding(http.Request) is { } unsupported) throw new RpcException(unsupported);
             var face = _router.For(http);
             if (CallMetadata.RequiresLeader(http.Request) && !face.HasLeader) EtcdErrors.Throw(EtcdError.NoLeader);
             await serve(http, face, deadline?.Token ?? http.RequestAborted).ConfigureAwait(false);
@@ -172,7 +184,7 @@ public sealed class HandBoundGrpc
         public void Bind<TRequest, TResponse>(UnaryMethod<TRequest, TResponse> method) where TRequest : class, IMessage<TRequest>, new() where TResponse : IMessage =>
             grpc.Add(methods, "unary", method.Service, method.Name, async (http, face, ct) =>
             {
-                var request = await grpc.ReadRequestAsync(http, method.Parser, MethodType.Unary, ct).ConfigureAwait(false);
+                var request = await grpc.ReadRequestAsync(http, method.Parser, ct).ConfigureAwait(false);
                 var response = await method.Serve(face, request, CallMetadata.Who(http, face, grpc.ClientCertAuth), ct).ConfigureAwait(false);
                 GrpcMessages.Write(http.Response.BodyWriter, response);
             });
