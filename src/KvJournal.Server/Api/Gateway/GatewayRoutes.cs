@@ -27,7 +27,7 @@ public static class GatewayRoutes
 
         // A watch outlives the end of the request body, as etcd's does; the stream ends when the client goes.
         Stream(app, WatchRequest.Parser, "/v3/watch", (f, requests, who, call, ct) =>
-            f.WatchAsync(HeldOpen(requests, ct), who, requireLeader: false,
+            f.WatchAsync(Each(requests), who, requireLeader: false,
                 (frame, _, _) => call.WriteStreamedAsync(WatchResponse.Parser.ParseFrom(frame.ToByteArray())), ct));
         Stream(app, LeaseKeepAliveRequest.Parser, "/v3/lease/keepalive", async (f, requests, who, call, ct) =>
         {
@@ -88,11 +88,12 @@ public static class GatewayRoutes
     // A unary body with no message is the message with every field at its default.
     private static T First<T>(List<T> requests) where T : new() => requests.Count > 0 ? requests[0] : new T();
 
-    /// <summary>The body's requests, then a wait until the client goes.</summary>
-    private static async IAsyncEnumerable<T> HeldOpen<T>(List<T> requests, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    // The body's requests, as the stream of them a watch reads (System.Linq.Async, which FASTER
+    // brings along, makes the framework's ToAsyncEnumerable ambiguous).
+    private static async IAsyncEnumerable<T> Each<T>(List<T> requests)
     {
         foreach (var request in requests) yield return request;
-        await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
+        await Task.CompletedTask.ConfigureAwait(false);
     }
 
     private static bool OnMetricsPort(HttpContext http)
