@@ -344,7 +344,7 @@ public sealed class WireCompatibilityTests(ITestOutputHelper output)
 
     /// <summary>
     /// A method or service the server does not serve gets grpc-go's Unimplemented answer, word for
-    /// word, from both servers.
+    /// word, from both servers; so do a path that names no method and a gRPC request sent with GET.
     /// </summary>
     [Fact]
     public async Task UnknownMethodsAndServicesAreAnsweredAsByEtcd()
@@ -363,8 +363,26 @@ public sealed class WireCompatibilityTests(ITestOutputHelper output)
                 mine.Add((refused.StatusCode, refused.Status.Detail));
             }
             answers.Add(mine);
+            // What HTTP/2 requests a gRPC client would not send get: a path with no method, a GET.
+            using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+            foreach (var (verb, path) in new[] { ("POST", "/etcdserverpb.KV"), ("POST", "/"), ("GET", "/etcdserverpb.KV/Range") })
+            {
+                using var request = new HttpRequestMessage(new HttpMethod(verb), $"http://{target.Endpoint}{path}")
+                {
+                    Version = HttpVersion.Version20,
+                    VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+                    Content = new ByteArrayContent([0, 0, 0, 0, 0]),
+                };
+                request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/grpc");
+                using var response = await http.SendAsync(request);
+                await response.Content.ReadAsByteArrayAsync();
+                string Trailer(string key) => (response.TrailingHeaders.TryGetValues(key, out var t) ? t : response.Headers.GetValues(key)).Single();
+                mine.Add(((StatusCode)int.Parse(Trailer("grpc-status"), System.Globalization.CultureInfo.InvariantCulture), $"HTTP {(int)response.StatusCode} {Uri.UnescapeDataString(Trailer("grpc-message"))}"));
+            }
         }
         Assert.Equal((StatusCode.Unimplemented, "unknown method Scan for service etcdserverpb.KV"), answers[0][0]);
+        Assert.Equal((StatusCode.Unimplemented, "HTTP 200 malformed method name: \"/etcdserverpb.KV\""), answers[0][3]);
+        Assert.Equal((StatusCode.Internal, "HTTP 405 Received a HEADERS frame with :method \"GET\" which should be POST"), answers[0][5]);
         Assert.Equal(answers[0], answers[1]);
     }
 

@@ -73,6 +73,8 @@ public sealed class HandBoundGrpc
     {
         if (!IsGrpc(http.Request)) return next(http);
         string path = http.Request.Path.Value ?? "";
+        if (!HttpMethods.IsPost(http.Request.Method))
+            return RefuseAsync(http, StatusCodes.Status405MethodNotAllowed, new Status(StatusCode.Internal, $"Received a HEADERS frame with :method \"{http.Request.Method}\" which should be POST"));
         return _methods.TryGetValue(path, out var serve) ? serve(http) : UnknownAsync(http, path);
     };
 
@@ -80,11 +82,19 @@ public sealed class HandBoundGrpc
     private Task UnknownAsync(HttpContext http, string path)
     {
         int slash = path.LastIndexOf('/');
-        string service = slash > 0 ? path[1..slash] : path.TrimStart('/');
-        http.Response.ContentType = "application/grpc";
-        GrpcStatuses.End(http.Response, new Status(StatusCode.Unimplemented, _services.Contains(service)
+        if (slash <= 0) return RefuseAsync(http, StatusCodes.Status200OK, new Status(StatusCode.Unimplemented, $"malformed method name: \"{path}\""));
+        string service = path[1..slash];
+        return RefuseAsync(http, StatusCodes.Status200OK, new Status(StatusCode.Unimplemented, _services.Contains(service)
             ? $"unknown method {path[(slash + 1)..]} for service {service}"
             : $"unknown service {service}"));
+    }
+
+    // A call refused before any method runs (not counted in the metrics, as in grpc-go).
+    private static Task RefuseAsync(HttpContext http, int httpStatus, Status status)
+    {
+        http.Response.StatusCode = httpStatus;
+        http.Response.ContentType = "application/grpc";
+        GrpcStatuses.End(http.Response, status);
         return Task.CompletedTask;
     }
 
