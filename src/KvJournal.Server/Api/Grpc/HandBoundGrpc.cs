@@ -108,11 +108,12 @@ public sealed class HandBoundGrpc
         string path = $"/{service}/{name}";
         var counters = _metrics.For(type, path);
         bool unary = type == "unary";
+        bool bidi = type == "bidi_stream";
         methods.Add(path, http =>
         {
             // A stream's client sends a few bytes now and then (a renewal every TTL/3, a watch
             // create): Kestrel's minimum request data rate, made for uploads, would close its connection.
-            if (type == "bidi_stream" && http.Features.Get<IHttpMinRequestBodyDataRateFeature>() is { } rate) rate.MinDataRate = null;
+            if (bidi && http.Features.Get<IHttpMinRequestBodyDataRateFeature>() is { } rate) rate.MinDataRate = null;
             return CallAsync(http, counters, unary, serve);
         });
     }
