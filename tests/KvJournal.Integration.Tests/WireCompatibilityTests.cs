@@ -173,7 +173,7 @@ public sealed class WireCompatibilityTests(ITestOutputHelper output)
             headers.AddRange(Encoding.ASCII.GetBytes(value));
         }
         byte[] request = new WatchRequest { CreateRequest = new WatchCreateRequest { Key = B("a") } }.ToByteArray();
-        byte[] message = [0, .. BigEndian(request.Length), .. request];
+        byte[] message = GrpcFrame(0, request);
         byte[] opening = [.. "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"u8, .. Frame(4, 0, 0, []), .. Frame(1, 4, 1, [.. headers]), .. Frame(0, 0, 1, message)];
         await socket.SendAsync(opening, SocketFlags.None, timeout.Token);
 
@@ -199,6 +199,31 @@ public sealed class WireCompatibilityTests(ITestOutputHelper output)
             Assert.Fail($"{server} reset the half-closed connection instead of closing it");
         }
     }
+
+    /// <summary>
+    /// A gRPC call as HttpClient sends it, byte for byte as given: HTTP/2 with prior knowledge (as
+    /// gRPC clients speak to an http:// endpoint), application/grpc, te: trailers. HttpClient
+    /// enforces no grpc-timeout and checks no framing, so only the server answers.
+    /// </summary>
+    private static HttpRequestMessage RawGrpcRequest(ServerProcess server, string path, byte[] body, HttpMethod? method = null)
+    {
+        var request = new HttpRequestMessage(method ?? HttpMethod.Post, $"http://{server.Endpoint}{path}")
+        {
+            Version = HttpVersion.Version20,
+            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            Content = new ByteArrayContent(body),
+        };
+        request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/grpc");
+        request.Headers.TryAddWithoutValidation("te", "trailers");
+        return request;
+    }
+
+    /// <summary>grpc-status or grpc-message: in the trailers, or in the headers of a trailers-only response ("" when absent).</summary>
+    private static string GrpcTrailer(HttpResponseMessage response, string key) =>
+        (response.TrailingHeaders.TryGetValues(key, out var trailer) ? trailer : response.Headers.TryGetValues(key, out var header) ? header : [""]).Single();
+
+    // One gRPC message on the wire: its compressed flag, its length (or a length that lies), the bytes.
+    private static byte[] GrpcFrame(byte flag, byte[] message, int? length = null) => [flag, .. BigEndian(length ?? message.Length), .. message];
 
     private static byte[] BigEndian(int value)
     {
@@ -367,17 +392,11 @@ public sealed class WireCompatibilityTests(ITestOutputHelper output)
             using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
             foreach (var (verb, path) in new[] { ("POST", "/etcdserverpb.KV"), ("POST", "/"), ("GET", "/etcdserverpb.KV/Range") })
             {
-                using var request = new HttpRequestMessage(new HttpMethod(verb), $"http://{target.Endpoint}{path}")
-                {
-                    Version = HttpVersion.Version20,
-                    VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-                    Content = new ByteArrayContent([0, 0, 0, 0, 0]),
-                };
-                request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/grpc");
+                using var request = RawGrpcRequest(target, path, [0, 0, 0, 0, 0], new HttpMethod(verb));
                 using var response = await http.SendAsync(request);
                 await response.Content.ReadAsByteArrayAsync();
-                string Trailer(string key) => (response.TrailingHeaders.TryGetValues(key, out var t) ? t : response.Headers.GetValues(key)).Single();
-                mine.Add(((StatusCode)int.Parse(Trailer("grpc-status"), System.Globalization.CultureInfo.InvariantCulture), $"HTTP {(int)response.StatusCode} {Uri.UnescapeDataString(Trailer("grpc-message"))}"));
+                mine.Add(((StatusCode)int.Parse(GrpcTrailer(response, "grpc-status"), System.Globalization.CultureInfo.InvariantCulture),
+                    $"HTTP {(int)response.StatusCode} {Uri.UnescapeDataString(GrpcTrailer(response, "grpc-message"))}"));
             }
         }
         Assert.Equal((StatusCode.Unimplemented, "unknown method Scan for service etcdserverpb.KV"), answers[0][0]);
@@ -422,7 +441,6 @@ public sealed class WireCompatibilityTests(ITestOutputHelper output)
     [Fact]
     public async Task MalformedRequestFramesAreAnsweredAsByEtcd()
     {
-        static byte[] Frame(byte flag, byte[] message, int? length = null) => [flag, .. BigEndian(length ?? message.Length), .. message];
         var methods = new (string Path, byte[] Message, bool Bidi)[]
         {
             ("/etcdserverpb.KV/Range", new RangeRequest { Key = B("k") }.ToByteArray(), false),
@@ -440,31 +458,23 @@ public sealed class WireCompatibilityTests(ITestOutputHelper output)
             {
                 var bodies = new List<(string Name, byte[] Body, string? Encoding)>
                 {
-                    ("a cut message", Frame(0, message, message.Length + 100), null),
-                    ("compressed without an encoding", Frame(1, message), null),
-                    ("a flag of 2", Frame(2, message), null),
-                    ("an unknown encoding", Frame(0, message), "snappy"),
-                    ("compressed with identity", Frame(1, message), "identity"),
-                    ("gzip cut short", Frame(1, message), "gzip"),
-                    ("not gzip", Frame(1, new byte[16]), "gzip"),
+                    ("a cut message", GrpcFrame(0, message, message.Length + 100), null),
+                    ("compressed without an encoding", GrpcFrame(1, message), null),
+                    ("a flag of 2", GrpcFrame(2, message), null),
+                    ("an unknown encoding", GrpcFrame(0, message), "snappy"),
+                    ("compressed with identity", GrpcFrame(1, message), "identity"),
+                    ("gzip cut short", GrpcFrame(1, message), "gzip"),
+                    ("not gzip", GrpcFrame(1, new byte[16]), "gzip"),
                 };
                 // A bidi stream whose client ends its side, or ends it before a whole header, stays open in etcd.
-                if (!bidi) bodies.AddRange([("no message", [], null), ("a cut header", [0, 0, 0], null), ("two messages", [.. Frame(0, message), .. Frame(0, message)], null)]);
+                if (!bidi) bodies.AddRange([("no message", [], null), ("a cut header", [0, 0, 0], null), ("two messages", [.. GrpcFrame(0, message), .. GrpcFrame(0, message)], null)]);
                 foreach (var (name, body, encoding) in bodies)
                 {
-                    using var request = new HttpRequestMessage(HttpMethod.Post, $"http://{target.Endpoint}{path}")
-                    {
-                        Version = HttpVersion.Version20,
-                        VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-                        Content = new ByteArrayContent(body),
-                    };
-                    request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/grpc");
-                    request.Headers.TryAddWithoutValidation("te", "trailers");
+                    using var request = RawGrpcRequest(target, path, body);
                     if (encoding is not null) request.Headers.TryAddWithoutValidation("grpc-encoding", encoding);
                     using var response = await http.SendAsync(request);
                     byte[] answer = await response.Content.ReadAsByteArrayAsync();
-                    string Trailer(string key) => (response.TrailingHeaders.TryGetValues(key, out var t) ? t : response.Headers.TryGetValues(key, out var h) ? h : [""]).Single();
-                    mine.Add($"{path} {name}: {(int)response.StatusCode} status {Trailer("grpc-status")} \"{Uri.UnescapeDataString(Trailer("grpc-message"))}\"{(answer.Length > 0 ? " after messages" : "")}");
+                    mine.Add($"{path} {name}: {(int)response.StatusCode} status {GrpcTrailer(response, "grpc-status")} \"{Uri.UnescapeDataString(GrpcTrailer(response, "grpc-message"))}\"{(answer.Length > 0 ? " after messages" : "")}");
                 }
             }
             answers.Add(mine);
@@ -513,24 +523,15 @@ public sealed class WireCompatibilityTests(ITestOutputHelper output)
 
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
         byte[] message = new V3lockpb.LockRequest { Name = B("timed"), Lease = waiter }.ToByteArray();
-        using var request = new HttpRequestMessage(HttpMethod.Post, $"http://{target.Endpoint}/v3lockpb.Lock/Lock")
-        {
-            // HTTP/2 with prior knowledge, as gRPC clients speak to an http:// endpoint.
-            Version = HttpVersion.Version20,
-            VersionPolicy = HttpVersionPolicy.RequestVersionExact,
-            Content = new ByteArrayContent([0, .. BigEndian(message.Length), .. message]),
-        };
-        request.Content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/grpc");
+        using var request = RawGrpcRequest(target, "/v3lockpb.Lock/Lock", GrpcFrame(0, message));
         request.Headers.TryAddWithoutValidation("grpc-timeout", "1S");
-        request.Headers.TryAddWithoutValidation("te", "trailers");
         var clock = System.Diagnostics.Stopwatch.StartNew();
         string status;
         try
         {
             using var response = await http.SendAsync(request);
             await response.Content.ReadAsByteArrayAsync();
-            // In the trailers, or in the headers of a trailers-only response.
-            status = (response.TrailingHeaders.TryGetValues("grpc-status", out var t) ? t : response.Headers.GetValues("grpc-status")).Single();
+            status = GrpcTrailer(response, "grpc-status");
         }
         catch (HttpRequestException ex) when (ex.InnerException is HttpProtocolException { ErrorCode: 0x8 })
         {
