@@ -40,7 +40,8 @@ public interface IJournal : IAsyncDisposable
     /// Reads durable entries after <paramref name="afterPosition"/> (-1 = from the first entry) in
     /// order and keeps tailing, until cancelled. <paramref name="afterPosition"/> must be -1 or the
     /// position of a retained entry; below the first retained entry the read fails with
-    /// <see cref="JournalTrimmedException"/> (the reader must start from a snapshot).
+    /// <see cref="JournalTrimmedException"/> (the reader must start from a snapshot). A record's
+    /// bytes are valid only until the next one is asked for.
     /// </summary>
     IAsyncEnumerable<JournalRecord> ReadAsync(long afterPosition, CancellationToken cancellationToken);
 
@@ -65,7 +66,10 @@ public interface IJournal : IAsyncDisposable
     string Describe(long position);
 }
 
-/// <summary>One durable entry as read back: its position and its bytes.</summary>
+/// <summary>
+/// One durable entry as read back: its position and its bytes. The bytes are valid until the reader
+/// asks for the next record (a journal may read every record into one buffer): copy what you keep.
+/// </summary>
 public readonly record struct JournalRecord(long Position, ReadOnlyMemory<byte> Data);
 
 /// <summary>A stored snapshot: the position it covers, its bytes, and where it is kept (a file, a stream), for messages.</summary>

@@ -66,10 +66,11 @@ public sealed partial class FasterLogJournal
         var chain = new SequenceChain(this, first: begin == FirstAddress ? 1 : 0);
         using (var iterator = log.Scan(begin, committed, scanUncommitted: false))
         {
-            while (Next(iterator, out byte[] data, out int length, out long position))
+            var record = new RecordBuffer();
+            while (Next(iterator, record))
             {
-                chain.Check(data, length, position);
-                last = position;
+                chain.Check(record.Span, record.Position);
+                last = record.Position;
             }
         }
         long sequence = _sequenced ? chain.Last : 0;
@@ -114,20 +115,45 @@ public sealed partial class FasterLogJournal
 
     // FasterLog throws a bare exception for a record it cannot read (a bad length, a failed
     // checksum on a page read from the device) and then skips the rest of that page.
-    private bool Next(FasterLogScanIterator iterator, out byte[] data, out int length, out long position)
+    private bool Next(FasterLogScanIterator iterator, RecordBuffer record)
     {
         while (true)
         {
             long at = iterator.NextAddress;
             try
             {
-                return iterator.GetNext(out data, out length, out position);
+                return iterator.TryConsumeNext(record);
             }
             catch (Exception ex) when (ex is not OperationCanceledException and not ObjectDisposedException)
             {
                 Damaged(at, $"journal record at {Describe(at)} is unreadable: {ex.Message}", ex);
                 if (iterator.NextAddress <= at) throw new JournalDamagedException($"journal record at {Describe(at)} is unreadable and cannot be skipped: {ex.Message}", ex);
             }
+        }
+    }
+
+    /// <summary>
+    /// The record a scan read last, copied out of FasterLog's memory into a buffer that one reader
+    /// reuses for every record: reading a record allocates nothing once the buffer fits.
+    /// </summary>
+    private sealed class RecordBuffer : ILogEntryConsumer
+    {
+        private byte[] _bytes = new byte[4096];
+
+        public long Position { get; private set; }
+
+        public int Length { get; private set; }
+
+        public ReadOnlySpan<byte> Span => _bytes.AsSpan(0, Length);
+
+        public ReadOnlyMemory<byte> Slice(int start) => _bytes.AsMemory(start, Length - start);
+
+        public void Consume(ReadOnlySpan<byte> entry, long currentAddress, long nextAddress)
+        {
+            if (entry.Length > _bytes.Length) _bytes = new byte[Math.Max(entry.Length, 2 * _bytes.Length)];
+            entry.CopyTo(_bytes);
+            Length = entry.Length;
+            Position = currentAddress;
         }
     }
 
@@ -158,13 +184,13 @@ public sealed partial class FasterLogJournal
         /// <summary>Whether a record has fixed the numbers that follow (or the first one was known).</summary>
         public readonly bool Seeded => _seeded;
 
-        public int Check(byte[] data, int length, long position)
+        public int Check(ReadOnlySpan<byte> data, long position)
         {
             if (!journal._sequenced) return 0;
-            if (length < SequenceBytes)
+            if (data.Length < SequenceBytes)
             {
-                journal.Damaged(position, $"journal record at {journal.Describe(position)} is {length} bytes, shorter than its sequence number");
-                return length;
+                journal.Damaged(position, $"journal record at {journal.Describe(position)} is {data.Length} bytes, shorter than its sequence number");
+                return data.Length;
             }
             long sequence = BinaryPrimitives.ReadInt64LittleEndian(data);
             if (_seeded && sequence != _expected)

@@ -144,7 +144,7 @@ public sealed partial class FasterLogJournal : IJournal
         {
             if (_failure is not null) throw new JournalUnavailableException("journal cannot write: " + _failure.Message, _failure);
             if (_stopping.IsCancellationRequested) throw new JournalUnavailableException("journal is closed");
-            long position = _sequenced ? EnqueueSequenced(entry.Span) : EnqueueWhenRoom(entry.Span);
+            long position = EnqueueWhenRoom(new Record(_sequenced, _lastSequence + 1, entry));
             // Waiter first, tail second: a commit loop that reads this tail finds its waiter queued.
             lock (_waitingLock) _waiting.Enqueue((position, done));
             PublishTail(position, _sequenced ? _lastSequence + 1 : _lastSequence);
@@ -153,28 +153,32 @@ public sealed partial class FasterLogJournal : IJournal
         return new ValueTask<long>(done.Task.WaitAsync(cancellationToken));
     }
 
-    // Under _appendLock: the entry behind the next sequence number, in one record.
-    private long EnqueueSequenced(ReadOnlySpan<byte> entry)
+    /// <summary>
+    /// What one append stores: the entry, behind its sequence number unless the log was written
+    /// before sequence numbers. FasterLog writes it straight into its tail page, so an append
+    /// copies the entry once and allocates no buffer for it.
+    /// </summary>
+    private readonly struct Record(bool sequenced, long sequence, ReadOnlyMemory<byte> entry) : ILogEnqueueEntry
     {
-        byte[] record = ArrayPool<byte>.Shared.Rent(SequenceBytes + entry.Length);
-        try
+        public int SerializedLength => (sequenced ? SequenceBytes : 0) + entry.Length;
+
+        public void SerializeTo(Span<byte> destination)
         {
-            BinaryPrimitives.WriteInt64LittleEndian(record, _lastSequence + 1);
-            entry.CopyTo(record.AsSpan(SequenceBytes));
-            return EnqueueWhenRoom(record.AsSpan(0, SequenceBytes + entry.Length));
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(record);
+            if (sequenced)
+            {
+                BinaryPrimitives.WriteInt64LittleEndian(destination, sequence);
+                destination = destination[SequenceBytes..];
+            }
+            entry.Span.CopyTo(destination);
         }
     }
 
     // Under _appendLock. FasterLog takes an entry only while its two tail pages have room; a full
     // page is freed by the commit loop's flush, so this waits for that (asking for it) instead of
     // spinning in FasterLog's Enqueue. After a failed commit no flush will come: it gives up.
-    private long EnqueueWhenRoom(ReadOnlySpan<byte> record)
+    private long EnqueueWhenRoom(Record record)
     {
-        _runway?.WaitBeforeEnqueue(Log.TailAddress, record.Length);
+        _runway?.WaitBeforeEnqueue(Log.TailAddress, record.SerializedLength);
         var wait = new SpinWait();
         long position;
         while (!Log.TryEnqueue(record, out position))
@@ -272,6 +276,7 @@ public sealed partial class FasterLogJournal : IJournal
         if (afterPosition < 0 ? begin > FirstAddress : afterPosition < begin)
             throw new JournalTrimmedException($"journal entries after position {afterPosition} were trimmed; the first retained position is {begin}");
         var chain = new SequenceChain(this, first: afterPosition < 0 ? 1 : 0);
+        var record = new RecordBuffer();
         long last = afterPosition;
         // One pass per log instance: when the journal heals, the reader goes on from the last entry
         // it had on the reopened log.
@@ -285,14 +290,15 @@ public sealed partial class FasterLogJournal : IJournal
             {
                 while (true)
                 {
-                    while (Next(iterator, out byte[] data, out int length, out long position))
+                    while (Next(iterator, record))
                     {
+                        long position = record.Position;
                         // The entry the reader already has names where it is: check it only to seed the chain.
                         if (position <= last && chain.Seeded) continue;
-                        int body = chain.Check(data, length, position);
+                        int body = chain.Check(record.Span, position);
                         if (position <= last) continue;
                         last = position;
-                        yield return new JournalRecord(position, data.AsMemory(body, length - body));
+                        yield return new JournalRecord(position, record.Slice(body));
                     }
                     try
                     {

@@ -106,29 +106,20 @@ public static class JournalEntryCodec
     {
         try
         {
-            byte[] array;
-            int offset;
-            if (MemoryMarshal.TryGetArray(body, out var segment))
-            {
-                array = segment.Array!;
-                offset = segment.Offset;
-            }
-            else
-            {
-                array = body.ToArray();
-                offset = 0;
-            }
             entry = new JournalEntry();
             try
             {
-                // Straight from the entry's bytes; only the stream form takes a recursion limit
-                // (and it copies through a 4 KiB buffer of its own), so an entry nested past the
-                // default limit of 100 is parsed again that way, and that answer is the one that counts.
-                entry.MergeFrom(new CodedInputStream(array, offset, body.Length));
+                // Straight from the entry's bytes (fields are copied out: the bytes may be a
+                // reader's reused buffer). Only the stream form takes a recursion limit, so an
+                // entry nested past the default limit of 100 is parsed again that way, and that
+                // answer is the one that counts.
+                entry.MergeFrom(body.Span);
             }
             catch (InvalidProtocolBufferException)
             {
-                using var stream = new MemoryStream(array, offset, body.Length, writable: false);
+                using var stream = MemoryMarshal.TryGetArray(body, out var segment)
+                    ? new MemoryStream(segment.Array!, segment.Offset, segment.Count, writable: false)
+                    : new MemoryStream(body.ToArray(), writable: false);
                 entry = new JournalEntry();
                 entry.MergeFrom(CodedInputStream.CreateWithLimits(stream, int.MaxValue, RecursionLimit));
             }
