@@ -47,6 +47,8 @@ public sealed class KvApplier(MvccStore store, TxnExecutor txns, LeaseExecutor l
     {
         get
         {
+            // Asked on every write: enumerating a SortedDictionary allocates, so not while it is empty.
+            if (_alarms.Count == 0) return false;
             foreach (var a in _alarms.Keys)
                 if (a.Type == AlarmType.Nospace) return true;
             return false;
