@@ -180,7 +180,7 @@ public sealed class DamagedJournalTests(DamagedJournalTests.AcknowledgedJournal 
         {
             served = await AssertServesAsync(accepted, 1);
             Assert.True(served < journal.Acknowledged.Count);
-            Assert.Contains("going on without it (--unsafe-accept-journal-loss)", accepted.Output);
+            await accepted.WaitForOutputAsync("going on without it (--unsafe-accept-journal-loss)");
             await accepted.KillAsync();
         }
         // The acceptance holds: a later start needs no flag and serves the same.
@@ -201,7 +201,7 @@ public sealed class DamagedJournalTests(DamagedJournalTests.AcknowledgedJournal 
         await using (var kvj = await KvJournalProcess.StartAsync(dir).WaitAsync(StartLimit))
         {
             Assert.Equal(journal.Acknowledged.Count, await AssertServesAsync(kvj, journal.Acknowledged.Count));
-            Assert.Contains("were never committed (a write cut short by a crash", kvj.Output);
+            await kvj.WaitForOutputAsync("were never committed (a write cut short by a crash");
             // Nothing acknowledged is reused: the next write gets the next revision.
             var put = await kvj.Kv.PutAsync(new PutRequest { Key = ByteString.CopyFromUtf8("/after"), Value = ByteString.CopyFromUtf8("v") });
             Assert.Equal(journal.Revision + 1, put.Header.Revision);
@@ -248,8 +248,8 @@ public sealed class DamagedJournalTests(DamagedJournalTests.AcknowledgedJournal 
             var all = await kvj.Kv.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8("/s/"), RangeEnd = ByteString.CopyFromUtf8("/s0") });
             Assert.Equal(acknowledged.Count, all.Kvs.Count);
             foreach (var kv in all.Kvs) Assert.Equal(acknowledged[kv.Key.ToStringUtf8()], kv.Value.ToStringUtf8());
-            Assert.Contains($"state snapshot {files[1]} is damaged", kvj.Output);
-            Assert.Contains("trying the snapshot before it", kvj.Output);
+            await kvj.WaitForOutputAsync($"state snapshot {files[1]} is damaged");
+            await kvj.WaitForOutputAsync("trying the snapshot before it");
             await kvj.KillAsync();
         }
 

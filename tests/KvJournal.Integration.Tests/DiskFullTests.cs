@@ -77,7 +77,7 @@ public sealed class DiskFullTests : IAsyncLifetime
         Assert.Equal((503, "{\"health\":\"false\",\"reason\":\"ALARM NOSPACE\"}"), (health.Status, health.Body.TrimEnd('\n')));
         var alarms = await maintenance.AlarmAsync(new AlarmRequest { Action = AlarmRequest.Types.AlarmAction.Get });
         Assert.Contains(alarms.Alarms, a => a.Alarm == AlarmType.Nospace);
-        Assert.Contains("a commit failed (the disk is full)", kvj.Output);
+        await kvj.WaitForOutputAsync("a commit failed (the disk is full)");
         var read = await kvj.Kv.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8(acknowledged[0]), Serializable = true });
         Assert.Equal(1, read.Count);
 
@@ -96,7 +96,7 @@ public sealed class DiskFullTests : IAsyncLifetime
                 await Task.Delay(100);
             }
         }
-        Assert.Contains("journal: writes resume", kvj.Output);
+        await kvj.WaitForOutputAsync("journal: writes resume");
         deadline = DateTime.UtcNow.AddSeconds(20);
         while ((await kvj.Kv.RangeAsync(new RangeRequest { Key = ByteString.CopyFromUtf8("/full/leased") })).Count > 0)
         {

@@ -139,7 +139,7 @@ public sealed class MirrorTests
             var (status, text) = await Poll.UntilAsync(() => mirror.CutOverAsync(head), r => r.Text.Contains("compacted", StringComparison.Ordinal), TimeSpan.FromSeconds(30));
             Assert.Equal(409, status);
             Assert.Contains("start a new mirror on an empty data dir", text);
-            Assert.Contains("mirror: cannot follow", mirror.Output);
+            await mirror.WaitForOutputAsync("mirror: cannot follow");
             // It still serves what it has, and still refuses writes.
             Assert.NotEmpty((await mirror.Kv.RangeAsync(new RangeRequest { Key = B("m/"), RangeEnd = B("m0"), Serializable = true })).Kvs);
             await Assert.ThrowsAsync<RpcException>(() => mirror.Kv.PutAsync(new PutRequest { Key = B("m/x"), Value = B("x") }).ResponseAsync);

@@ -232,8 +232,8 @@ public sealed class NatsJournalTests
             Assert.Equal(all.Kvs.Count, all.Kvs.Select(kv => kv.ModRevision).Distinct().Count());
             Assert.Contains(all.Kvs, kv => kv.Key.ToStringUtf8() == "majority/c" && kv.ModRevision == again.Header.Revision);
             Assert.True(again.Header.Revision > put.Header.Revision);
-            Assert.Contains("does not answer", m[1].Output);
-            Assert.Contains("answers again", m[1].Output);
+            await m[1].WaitForOutputAsync("does not answer");
+            await m[1].WaitForOutputAsync("answers again");
         }
         finally
         {

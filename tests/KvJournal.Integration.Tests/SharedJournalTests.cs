@@ -361,7 +361,7 @@ public sealed class SharedJournalTests
             Assert.Equal(503, livez.Status);
             Assert.Contains("serializable_read failed: apply stopped", livez.Body);
             Assert.Equal(503, (await Curl.GetAsync($"http://{member.Endpoint}/readyz")).Status);
-            Assert.Contains($"journal entry at {at} is damaged: checksum mismatch", member.Output);
+            await member.WaitForOutputAsync($"journal entry at {at} is damaged: checksum mismatch");
             var health = await new Health.HealthClient(member.Channel).CheckAsync(new HealthCheckRequest(), deadline: DateTime.UtcNow.AddSeconds(10));
             Assert.Equal(HealthCheckResponse.Types.ServingStatus.NotServing, health.Status);
         }

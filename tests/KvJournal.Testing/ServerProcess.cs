@@ -88,7 +88,40 @@ public abstract class ServerProcess : IAsyncDisposable
     private void Append(string? line)
     {
         if (line is null) return;
-        lock (_output) _output.AppendLine(line);
+        TaskCompletionSource grew;
+        lock (_output)
+        {
+            _output.AppendLine(line);
+            grew = _outputGrew;
+            _outputGrew = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+        grew.TrySetResult();
+    }
+
+    // Completed (and replaced) by every line the server writes.
+    private TaskCompletionSource _outputGrew = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>
+    /// Waits until the server has written <paramref name="text"/>. A log line reaches the output
+    /// after what it reports could be seen on the wire (the logger writes from a thread of its
+    /// own, and the output is read through a pipe), so a test awaits it rather than reading the
+    /// output at once. Fails with the output after <paramref name="timeout"/> (10 s unless given).
+    /// </summary>
+    public async Task WaitForOutputAsync(string text, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(10));
+        while (true)
+        {
+            Task grew;
+            lock (_output)
+            {
+                if (_output.ToString().Contains(text, StringComparison.Ordinal)) return;
+                grew = _outputGrew.Task;
+            }
+            var left = deadline - DateTime.UtcNow;
+            if (left <= TimeSpan.Zero || await Task.WhenAny(grew, Task.Delay(left)).ConfigureAwait(false) != grew)
+                throw new TimeoutException($"the server did not write \"{text}\" within {(timeout ?? TimeSpan.FromSeconds(10)).TotalSeconds:0} s; it wrote:\n{Output}");
+        }
     }
 
     /// <summary>
