@@ -133,8 +133,9 @@ public sealed class HandBoundGrpc
             }, ct).ConfigureAwait(false);
         });
 
-    // The request message of a unary call (grpc-go reads the first and ignores any more).
-    private async Task<T> ReadRequestAsync<T>(HttpContext http, MessageParser<T> parser, CancellationToken cancellationToken) where T : class, IMessage<T> =>
+    // The request message of a unary call (grpc-go reads the first and ignores any more). A
+    // ValueTask: the request is usually in the body pipe already, and then nothing is allocated.
+    private async ValueTask<T> ReadRequestAsync<T>(HttpContext http, MessageParser<T> parser, CancellationToken cancellationToken) where T : class, IMessage<T> =>
         await GrpcMessages.ReadAsync(http.Request, parser, MaxMessageBytes, MethodType.Unary, cancellationToken).ConfigureAwait(false)
             ?? throw new RpcException(new Status(StatusCode.Unknown, "EOF"));
 
