@@ -116,14 +116,20 @@ public sealed partial class NatsJournal
     /// <summary>
     /// Stores a state that covers no entry (a keyspace imported from etcd) for every member of
     /// this shard to start from; refused (<see cref="InvalidOperationException"/>) unless the
-    /// stream holds no message and no snapshot yet.
+    /// stream holds no message and no snapshot yet. <paramref name="state"/> is read from its
+    /// start (it must be seekable): a put that JetStream did not answer, as it does not while a
+    /// just-made bucket has no leader yet, goes again, up to the request timeout.
     /// </summary>
     public async Task PutImportedStateAsync(Stream state, CancellationToken cancellationToken)
     {
-        if (!await IsNewAsync(cancellationToken).ConfigureAwait(false))
+        if (!await WhileRecoveringAsync(() => IsNewAsync(cancellationToken), cancellationToken).ConfigureAwait(false))
             throw new InvalidOperationException($"NATS stream {_stream} is not new (it has messages or a snapshot): an imported state only goes into a new one");
-        var store = await SnapshotsAsync(cancellationToken).ConfigureAwait(false);
-        await store.PutAsync(ImportedName, state, leaveOpen: true, cancellationToken).ConfigureAwait(false);
+        var store = await WhileRecoveringAsync(() => SnapshotsAsync(cancellationToken), cancellationToken).ConfigureAwait(false);
+        await WhileRecoveringAsync(() =>
+        {
+            state.Position = 0;
+            return store.PutAsync(ImportedName, state, leaveOpen: true, cancellationToken).AsTask();
+        }, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Whether the stream holds nothing yet: no message, no snapshot, no imported state.</summary>

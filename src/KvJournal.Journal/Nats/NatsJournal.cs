@@ -260,7 +260,9 @@ public sealed partial class NatsJournal : IJournal
 
     // What JetStream answers while it has no meta or stream leader yet (a cluster just started or restarted).
     // "No suitable peers for placement" (JSClusterNoPeersErrF) comes while the cluster's peers are still being seen as current.
-    private static bool IsRecovering(Exception ex) => ex is NatsJSApiException { Error.Code: 503 } or NatsJSApiException { Error.ErrCode: NoPeersForPlacement } or NatsNoRespondersException or NatsJSApiNoResponseException;
+    // A publish to a stream just made (an object store's bucket) goes unanswered until the stream has a leader.
+    private static bool IsRecovering(Exception ex) => ex is NatsJSApiException { Error.Code: 503 } or NatsJSApiException { Error.ErrCode: NoPeersForPlacement }
+        or NatsNoRespondersException or NatsJSApiNoResponseException or NatsJSPublishNoResponseException;
 
     private const int NoPeersForPlacement = 10005;
 
