@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
@@ -144,10 +143,11 @@ public sealed partial class FasterLogJournal : IJournal
         {
             if (_failure is not null) throw new JournalUnavailableException("journal cannot write: " + _failure.Message, _failure);
             if (_stopping.IsCancellationRequested) throw new JournalUnavailableException("journal is closed");
-            long position = EnqueueWhenRoom(new Record(_sequenced, _lastSequence + 1, entry));
+            long sequence = _sequenced ? _lastSequence + 1 : _lastSequence;
+            long position = EnqueueWhenRoom(new Record(_sequenced, sequence, entry));
             // Waiter first, tail second: a commit loop that reads this tail finds its waiter queued.
             lock (_waitingLock) _waiting.Enqueue((position, done));
-            PublishTail(position, _sequenced ? _lastSequence + 1 : _lastSequence);
+            PublishTail(position, sequence);
         }
         _commitSignal.Writer.TryWrite(true);
         return new ValueTask<long>(done.Task.WaitAsync(cancellationToken));
