@@ -109,7 +109,8 @@ public abstract class ServerProcess : IAsyncDisposable
     /// </summary>
     public async Task WaitForOutputAsync(string text, TimeSpan? timeout = null)
     {
-        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(10));
+        var within = timeout ?? TimeSpan.FromSeconds(10);
+        var deadline = DateTime.UtcNow + within;
         while (true)
         {
             Task grew;
@@ -120,7 +121,7 @@ public abstract class ServerProcess : IAsyncDisposable
             }
             var left = deadline - DateTime.UtcNow;
             if (left <= TimeSpan.Zero || await Task.WhenAny(grew, Task.Delay(left)).ConfigureAwait(false) != grew)
-                throw new TimeoutException($"the server did not write \"{text}\" within {(timeout ?? TimeSpan.FromSeconds(10)).TotalSeconds:0} s; it wrote:\n{Output}");
+                throw new TimeoutException($"the server did not write \"{text}\" within {within.TotalSeconds:0} s; it wrote:\n{Output}");
         }
     }
 

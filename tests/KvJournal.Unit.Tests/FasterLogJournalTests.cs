@@ -1,6 +1,7 @@
 using System.Text;
 using KvJournal.Journal;
 using KvJournal.Journal.Embedded;
+using KvJournal.Testing;
 using Xunit;
 
 namespace KvJournal.Unit.Tests;
@@ -63,8 +64,11 @@ public sealed class FasterLogJournalTests : IDisposable
         const int maxEntry = 256 * 1024;
         const long total = 48L << 20;
         var appended = new System.Collections.Concurrent.ConcurrentDictionary<long, byte[]>();
+        string log = Path.Combine(_dir, "fasterlog.log.0");
+        bool onDisk; // the runway is off on memory file systems
         await using (var journal = new FasterLogJournal(_dir, maxEntry, new ZeroedRunway.Shape(64 * 1024, 2)))
         {
+            onDisk = new DriveInfo(_dir).DriveFormat is not ("tmpfs" or "ramfs");
             long written = 0;
             await Task.WhenAll(Enumerable.Range(0, 8).Select(w => Task.Run(async () =>
             {
@@ -80,28 +84,24 @@ public sealed class FasterLogJournalTests : IDisposable
             await AssertEntriesAsync(journal, appended);
             // The runway writes its next chunk after the last commit, on a thread of its own
             // (late on a loaded machine): the zeros are awaited, within a bound.
-            if (new DriveInfo(_dir).DriveFormat is not ("tmpfs" or "ramfs"))
-            {
-                string log = Path.Combine(_dir, "fasterlog.log.0");
-                var deadline = DateTime.UtcNow.AddSeconds(20);
-                long zeros;
-                while ((zeros = ZerosAtTheEnd(log, out long end)) < 64 * 1024)
-                {
-                    Assert.True(DateTime.UtcNow < deadline, $"{zeros} bytes of zeros past the last entry, at {end}");
-                    await Task.Delay(20);
-                }
-            }
+            if (onDisk)
+                await Poll.UntilAsync(() => Task.FromResult(ZerosAtTheEnd(log)), z => z.Zeros >= 64 * 1024, TimeSpan.FromSeconds(20), "64 KiB of zeros past the last entry");
+        }
+        if (onDisk)
+        {
+            var (zeros, end) = ZerosAtTheEnd(log);
+            Assert.True(zeros >= 64 * 1024, $"{zeros} bytes of zeros past the last entry, at {end}");
         }
         await using var reopened = new FasterLogJournal(_dir, maxEntry);
         await AssertEntriesAsync(reopened, appended);
     }
 
     // How many zero bytes end the file, and where they begin.
-    private static long ZerosAtTheEnd(string file, out long end)
+    private static (long Zeros, long End) ZerosAtTheEnd(string file)
     {
         byte[] bytes = File.ReadAllBytes(file);
-        end = bytes.AsSpan().LastIndexOfAnyExcept((byte)0) + 1;
-        return bytes.Length - end;
+        int end = bytes.AsSpan().LastIndexOfAnyExcept((byte)0) + 1;
+        return (bytes.Length - end, end);
     }
 
     private static async Task AssertEntriesAsync(IJournal journal, IReadOnlyDictionary<long, byte[]> appended)
